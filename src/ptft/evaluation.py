@@ -1,0 +1,54 @@
+"""Scoring a fine-tuned model on one prepared split: metrics, confusion matrix, predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from ptft.artifacts import write_json
+from ptft.metrics import classification_metrics, confusion
+from ptft.plots import write_confusion
+
+
+@torch.inference_mode()
+def predict_proba(model_dir: str | Path, texts: list[str], batch_size: int) -> tuple[np.ndarray, list[str]]:
+    """Class probabilities for ``texts`` (rows) and the model's label names (columns)."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
+    probs = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(texts[start : start + batch_size], truncation=True, padding=True, return_tensors="pt")
+        probs.append(torch.softmax(model(**batch).logits.float(), dim=-1).numpy())
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return np.concatenate(probs) if probs else np.zeros((0, len(labels))), labels
+
+
+def evaluate_split(model_dir: Path, split: pd.DataFrame, out_dir: Path, batch_size: int, title: str) -> dict[str, Any]:
+    """Write ``metrics.json``, ``confusion.{json,png}`` and ``predictions.csv`` for ``split`` into ``out_dir``."""
+    probs, labels = predict_proba(model_dir, list(split["text"]), batch_size)
+    unknown = sorted(set(split["label"]) - set(labels))
+    if unknown:
+        raise ValueError(f"{model_dir} does not know the labels {unknown}: was it fine-tuned on this data?")
+    label2id = {label: i for i, label in enumerate(labels)}
+    y_true = split["label"].map(label2id).to_numpy()
+    y_pred = probs.argmax(-1)
+    metrics = classification_metrics(y_true, y_pred, labels)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "metrics.json", metrics)
+    predicted = [labels[i] for i in y_pred]
+    write_confusion(confusion(y_true, y_pred, len(labels)), labels, list(split["label"]), predicted, out_dir, title)
+    pd.DataFrame(
+        {
+            "actual": split["label"],
+            "predicted": predicted,
+            "correct": y_true == y_pred,
+            "score": probs.max(-1).round(4),
+            "text": split["text"].str.slice(0, 120),
+        }
+    ).to_csv(out_dir / "predictions.csv", index_label="row")
+    return metrics

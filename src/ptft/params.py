@@ -1,0 +1,63 @@
+"""Reading params.yaml, and merging partial configs such as configs/smoke.yaml over it."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PARAMS_FILE = Path("params.yaml")
+
+
+class ParamsError(ValueError):
+    """A user error in params.yaml: the message names the key and the fix."""
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    """Load a params file as a nested dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path} not found: run from the repository root, where params.yaml lives")
+    with path.open() as f:
+        params = yaml.safe_load(f) or {}
+    if not isinstance(params, dict):
+        raise ParamsError(f"{path} must hold a mapping of param blocks, got {type(params).__name__}")
+    return params
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any], _prefix: str = "") -> dict[str, Any]:
+    """Return ``base`` with ``override`` merged in, block by block.
+
+    An override key that ``base`` lacks is an error: a typo in a partial config would otherwise
+    be ignored silently (nanoGPT's configurator does the same).
+    """
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        name = f"{_prefix}{key}"
+        if key not in merged:
+            raise ParamsError(f"unknown param '{name}' in override; known keys here: {', '.join(map(str, merged))}")
+        if isinstance(value, dict) and isinstance(merged[key], dict):
+            merged[key] = deep_merge(merged[key], value, f"{name}.")
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def merge_files(base: str | Path, override: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+    """Merge the params file ``override`` over ``base`` and write the result to ``out`` (default: base)."""
+    merged = deep_merge(load_params(base), load_params(override))
+    with Path(out or base).open("w") as f:
+        yaml.safe_dump(merged, f, sort_keys=False)
+    return merged
+
+
+def require(params: dict[str, Any], dotted: str) -> Any:
+    """Return the value at a dotted key such as ``finetune.lr``, with a clear error if it is missing."""
+    node: Any = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise ParamsError(f"params.yaml has no '{dotted}': add it (see the README's params table)")
+        node = node[part]
+    return node

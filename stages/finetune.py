@@ -1,0 +1,51 @@
+"""Stage finetune: sequence classification from the pre-trained model, from scratch, or from a checkpoint."""
+
+from pathlib import Path
+
+from ptft.artifacts import atomic_dir, write_text
+from ptft.cards import model_card
+from ptft.data import read_labels, read_split, stratified_subset
+from ptft.modeling import classifier, freeze_parameters
+from ptft.params import load_params
+from ptft.runtime import setup_runtime
+from ptft.training import encode_labelled, finetune_classifier, open_live
+
+params = load_params()
+finetune = params["finetune"]
+setup_runtime(params["seed"], params["runtime"]["threads"])
+
+prepared = Path("data/prepared")
+labels = read_labels(prepared)
+model, tokenizer = classifier(finetune["init"], params["model"], Path("data/tokenizer"), labels, finetune["pooling"])
+frozen = freeze_parameters(model, finetune["freeze"])
+train = stratified_subset(read_split(prepared, "train"), finetune["train_examples"], params["seed"])
+validation = read_split(prepared, "validation")
+label2id = model.config.label2id
+encode = lambda df: encode_labelled(list(df["text"]), list(df["label"]), label2id, tokenizer,  # noqa: E731
+                                    finetune["max_length"])
+
+live = open_live("reports/finetune")
+result = finetune_classifier(model, tokenizer, encode(train), encode(validation), finetune, params["seed"], live,
+                             Path("checkpoints/finetune"))
+result["frozen_parameters"] = frozen
+result["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+for key, value in result.items():
+    live.log_metric(key, value, plot=False)
+live.end()
+
+# The pipeline truncates to this length, as training did.
+tokenizer.model_max_length = finetune["max_length"]
+card = model_card(
+    "ptft text classifier",
+    f"Fine-tuned from `{finetune['init']}` for {len(labels)}-way classification ({', '.join(labels)}).",
+    "text-classification",
+    {"seed": params["seed"], "finetune": finetune},
+    result,
+    'from transformers import pipeline\n\nclassify = pipeline("text-classification", model="models/finetuned")\n'
+    'print(classify("Shares rose after the bank raised its profit forecast."))',
+)
+with atomic_dir("models/finetuned") as out:
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    write_text(out / "README.md", card)
+print(f"finetune: best epoch {result['best_epoch']:.0f}, validation macro-F1 {result['validation_macro_f1']:.3f}")
