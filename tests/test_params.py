@@ -1,0 +1,39 @@
+"""Unit tests for ptft.params: loading and merging partial configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ptft.params import ParamsError, deep_merge, load_params, merge_files, require
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_deep_merge_overrides_leaves_and_keeps_the_rest():
+    base = {"seed": 1, "finetune": {"lr": 1e-4, "epochs": 3}}
+    merged = deep_merge(base, {"finetune": {"lr": 5e-5}})
+    assert merged == {"seed": 1, "finetune": {"lr": 5e-5, "epochs": 3}}
+    assert base["finetune"]["lr"] == 1e-4  # the input is not modified
+
+
+def test_deep_merge_rejects_unknown_keys():
+    with pytest.raises(ParamsError, match="unknown param 'finetune.learnig_rate'"):
+        deep_merge({"finetune": {"lr": 1}}, {"finetune": {"learnig_rate": 2}})
+
+
+def test_smoke_config_merges_over_the_real_params(tmp_path):
+    out = tmp_path / "params.yaml"
+    merged = merge_files(ROOT / "params.yaml", ROOT / "configs/smoke.yaml", out)
+    assert yaml.safe_load(out.read_text()) == merged
+    assert merged["model"]["layers"] < load_params(ROOT / "params.yaml")["model"]["layers"]
+    assert require(merged, "finetune.lr") == load_params(ROOT / "params.yaml")["finetune"]["lr"]
+
+
+def test_missing_file_and_key_are_clear_errors(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    with pytest.raises(ParamsError, match="no 'finetune.lr'"):
+        require({"finetune": {}}, "finetune.lr")

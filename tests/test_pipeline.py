@@ -1,0 +1,100 @@
+"""End-to-end: the real pipeline (dvc, Trainer, files) on the smoke config in a temp clone."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import dvc
+
+pytestmark = pytest.mark.e2e
+STAGES = ["prepare", "pretrain", "finetune", "evaluate", "test"]
+
+
+def load(path):
+    return json.loads(path.read_text())
+
+
+def test_every_stage_ran_and_every_declared_output_exists(smoke_run):
+    clone, output = smoke_run
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in output
+    lock = yaml.safe_load((clone / "dvc.lock").read_text())
+    assert set(lock["stages"]) == set(STAGES)
+    for stage in lock["stages"].values():
+        for out in stage.get("outs", []):
+            assert (clone / out["path"]).exists(), out["path"]
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        assert (clone / "models/pretrained" / name).is_file()
+        assert (clone / "models/finetuned" / name).is_file()
+    assert not list((clone / "models").glob("*/*.bin")), "weights must be safetensors"
+    assert "text-classification" in (clone / "models/finetuned/README.md").read_text()
+
+
+def test_prepare_stats_and_splits(smoke_run):
+    clone, _ = smoke_run
+    stats = load(clone / "reports/prepare/stats.json")
+    assert stats["documents_read"] == 2225 and stats["undecodable_files"] == 1
+    assert stats["duplicates_removed"] == 100
+    splits = {s: pd.read_parquet(clone / f"data/prepared/{s}.parquet") for s in ("train", "validation", "test")}
+    assert sum(len(s) for s in splits.values()) == 2225 - 100
+    for name, split in splits.items():
+        assert stats["splits"][name]["documents"] == len(split)
+    texts = [set(s["text"]) for s in splits.values()]
+    assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
+
+
+@pytest.mark.parametrize("split", ["evaluate", "test"])
+def test_metrics_in_range_and_confusion_sums_to_split(smoke_run, split):
+    clone, _ = smoke_run
+    metrics = load(clone / f"reports/{split}/metrics.json")
+    for key in ("accuracy", "macro_f1"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert set(metrics["per_class"]) == set(load(clone / "data/prepared/labels.json"))
+    n = len(pd.read_parquet(clone / f"data/prepared/{'validation' if split == 'evaluate' else 'test'}.parquet"))
+    assert metrics["documents"] == n
+    assert len(load(clone / f"reports/{split}/confusion.json")) == n
+    assert (clone / f"reports/{split}/confusion.png").read_bytes().startswith(b"\x89PNG")
+    predictions = pd.read_csv(clone / f"reports/{split}/predictions.csv")
+    assert len(predictions) == n
+    assert predictions["correct"].mean() == pytest.approx(metrics["accuracy"])
+
+
+def test_pretrain_reports_loss_curve_and_perplexity(smoke_run):
+    clone, _ = smoke_run
+    metrics = load(clone / "reports/pretrain/metrics.json")
+    assert metrics["perplexity"] > 1 and metrics["eval_loss"] > 0
+    curve = pd.read_csv(clone / "reports/pretrain/plots/metrics/train/loss.tsv", sep="\t")
+    assert list(curve.columns[:2]) == ["step", "loss"] and len(curve) > 1
+
+
+def test_finetuned_model_loads_in_a_pipeline_and_predicts_label_names(smoke_run):
+    from transformers import pipeline
+
+    clone, _ = smoke_run
+    classify = pipeline("text-classification", model=str(clone / "models/finetuned"), device="cpu")
+    labels = set(load(clone / "data/prepared/labels.json"))
+    predictions = classify(["The striker scored twice in the cup final.", "word " * 500])
+    assert all(p["label"] in labels for p in predictions)
+
+
+def test_second_repro_does_nothing(smoke_run):
+    clone, _ = smoke_run
+    assert "Data and pipelines are up to date" in dvc("repro", cwd=clone).stdout
+
+
+def test_changing_finetune_lr_reruns_only_downstream_stages(smoke_run):
+    clone, _ = smoke_run
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    original = (clone / "params.yaml").read_text()
+    params["finetune"]["lr"] = params["finetune"]["lr"] / 2
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        output = dvc("repro", "--dry", cwd=clone).stdout
+    finally:
+        (clone / "params.yaml").write_text(original)
+    ran = [s for s in STAGES if f"Running stage '{s}'" in output]
+    assert ran == ["finetune", "evaluate", "test"]
