@@ -6,26 +6,27 @@ from ptft.artifacts import atomic_dir, write_text
 from ptft.cards import model_card
 from ptft.data import read_labels, read_split, stratified_subset
 from ptft.modeling import classifier, freeze_parameters
-from ptft.params import load_params
+from ptft.params import finetune_seed, load_params
 from ptft.runtime import setup_runtime
 from ptft.training import encode_labelled, finetune_classifier, open_live
 
 params = load_params()
 finetune = params["finetune"]
-setup_runtime(params["seed"], params["runtime"]["threads"])
+seed = finetune_seed(params)
+setup_runtime(seed, params["runtime"]["threads"])
 
 prepared = Path("data/prepared")
 labels = read_labels(prepared)
 model, tokenizer = classifier(finetune["init"], params["model"], Path("data/tokenizer"), labels, finetune["pooling"])
 frozen = freeze_parameters(model, finetune["freeze"])
-train = stratified_subset(read_split(prepared, "train"), finetune["train_examples"], params["seed"])
+train = stratified_subset(read_split(prepared, "train"), finetune["train_examples"], seed)
 validation = read_split(prepared, "validation")
 label2id = model.config.label2id
 encode = lambda df: encode_labelled(list(df["text"]), list(df["label"]), label2id, tokenizer,  # noqa: E731
                                     finetune["max_length"])
 
 live = open_live("reports/finetune")
-result = finetune_classifier(model, tokenizer, encode(train), encode(validation), finetune, params["seed"], live,
+result = finetune_classifier(model, tokenizer, encode(train), encode(validation), finetune, seed, live,
                              Path("checkpoints/finetune"))
 result["frozen_parameters"] = frozen
 result["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -39,7 +40,7 @@ card = model_card(
     "ptft text classifier",
     f"Fine-tuned from `{finetune['init']}` for {len(labels)}-way classification ({', '.join(labels)}).",
     "text-classification",
-    {"seed": params["seed"], "finetune": finetune},
+    {"seed": seed, "finetune": finetune},
     result,
     'from transformers import pipeline\n\nclassify = pipeline("text-classification", model="models/finetuned")\n'
     'print(classify("Shares rose after the bank raised its profit forecast."))',

@@ -8,17 +8,12 @@ from transformers import AutoTokenizer
 from ptft.artifacts import atomic_dir
 from ptft.data import read_split
 from ptft.modeling import build_config, masked_lm
-from ptft.params import ParamsError, load_params
+from ptft.params import load_params
 from ptft.runtime import setup_runtime
 from ptft.training import open_live, pretrain_mlm
 
 params = load_params()
 pretrain = params["pretrain"]
-if pretrain["objective"] != "mlm":
-    raise ParamsError(f"pretrain.objective '{pretrain['objective']}' is not supported; use 'mlm'")
-if pretrain["seq_len"] > params["model"]["max_position"]:
-    raise ParamsError(f"pretrain.seq_len ({pretrain['seq_len']}) exceeds model.max_position "
-                      f"({params['model']['max_position']})")
 setup_runtime(params["seed"], params["runtime"]["threads"])
 
 tokenizer = AutoTokenizer.from_pretrained("data/tokenizer")

@@ -32,7 +32,7 @@ def smoke_clone(tmp_path_factory) -> Path:
     """A clone of this repository's committed HEAD with configs/smoke.yaml merged in."""
     clone = tmp_path_factory.mktemp("e2e") / "ptft"
     run(["git", "clone", "--quiet", str(ROOT), str(clone)], ROOT)
-    merge_files(clone / "params.yaml", clone / "configs/smoke.yaml")
+    merge_files(clone / "params.yaml", clone / "configs/smoke.yaml")  # as `ptft merge-params` does
     return clone
 
 

@@ -37,3 +37,15 @@ def test_missing_file_and_key_are_clear_errors(tmp_path):
         load_params(tmp_path / "params.yaml")
     with pytest.raises(ParamsError, match="no 'finetune.lr'"):
         require({"finetune": {}}, "finetune.lr")
+
+
+def test_cli_merge_params(tmp_path):
+    from ptft.cli import main
+
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    assert main(["merge-params", str(ROOT / "configs/smoke.yaml"), "--params", str(params)]) == 0
+    assert load_params(params)["pretrain"]["seq_len"] == 32
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("finetune:\n  learnig_rate: 1\n")
+    assert main(["merge-params", str(bad), "--params", str(params)]) == 2

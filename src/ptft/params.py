@@ -15,8 +15,8 @@ class ParamsError(ValueError):
     """A user error in params.yaml: the message names the key and the fix."""
 
 
-def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
-    """Load a params file as a nested dict."""
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a (possibly partial) params file as a nested dict."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path} not found: run from the repository root, where params.yaml lives")
@@ -25,6 +25,32 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise ParamsError(f"{path} must hold a mapping of param blocks, got {type(params).__name__}")
     return params
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    """Read the whole params file and check it before any slow work starts."""
+    params = read_yaml(path)
+    check_params(params)
+    return params
+
+
+def check_params(params: dict[str, Any]) -> None:
+    """Cross-key checks that would otherwise fail deep inside a stage, minutes in."""
+    objective = require(params, "pretrain.objective")
+    if objective != "mlm":
+        raise ParamsError(f"pretrain.objective '{objective}' is not supported; use 'mlm'")
+    seq_len, max_position = require(params, "pretrain.seq_len"), require(params, "model.max_position")
+    if seq_len > max_position:
+        raise ParamsError(f"pretrain.seq_len ({seq_len}) exceeds model.max_position ({max_position})")
+    for key in ("pretrain.lr", "finetune.lr"):
+        if not require(params, key) > 0:
+            raise ParamsError(f"{key} must be a positive number, got {require(params, key)}")
+
+
+def finetune_seed(params: dict[str, Any]) -> int:
+    """``finetune.seed`` if set, else the global ``seed``: reseeds fine-tuning alone over one pre-trained model."""
+    seed = require(params, "finetune.seed")
+    return require(params, "seed") if seed is None else seed
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any], _prefix: str = "") -> dict[str, Any]:
@@ -47,7 +73,7 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any], _prefix: str = ""
 
 def merge_files(base: str | Path, override: str | Path, out: str | Path | None = None) -> dict[str, Any]:
     """Merge the params file ``override`` over ``base`` and write the result to ``out`` (default: base)."""
-    merged = deep_merge(load_params(base), load_params(override))
+    merged = deep_merge(read_yaml(base), read_yaml(override))
     with Path(out or base).open("w") as f:
         yaml.safe_dump(merged, f, sort_keys=False)
     return merged

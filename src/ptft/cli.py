@@ -1,0 +1,30 @@
+"""The ``ptft`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ptft.params import PARAMS_FILE, ParamsError, merge_files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ptft", description="ptft: pre-train and fine-tune text classifiers on DVC")
+    commands = parser.add_subparsers(dest="command", required=True)
+    merge = commands.add_parser("merge-params", help="deep-merge a partial params file (e.g. configs/smoke.yaml) "
+                                                     "into params.yaml")
+    merge.add_argument("override", help="partial params file whose keys replace those of params.yaml")
+    merge.add_argument("--params", default=str(PARAMS_FILE), help="params file to update (default: params.yaml)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "merge-params":
+            merge_files(args.params, args.override)
+            print(f"merged {args.override} into {args.params}")
+    except ParamsError as err:
+        print(f"ptft: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
