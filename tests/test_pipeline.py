@@ -96,3 +96,13 @@ def test_changing_finetune_lr_reruns_only_downstream_stages(smoke_run, tmp_path)
     output = dvc("repro", cwd=copy).stdout
     ran = [s for s in STAGES if f"Running stage '{s}'" in output]
     assert ran == ["finetune", "evaluate", "test"]
+
+
+def test_plots_render_loss_curves_and_confusion_matrices(smoke_run):
+    clone, _ = smoke_run
+    plots = json.loads(dvc("plots", "show", "--json", cwd=clone).stdout)["data"]
+    for title in ("Pre-training loss (masked LM)", "Fine-tuning loss", "Validation confusion matrix",
+                  "Test confusion matrix"):
+        assert plots[title][0]["type"] == "vega", title
+        assert plots[title][0]["content"]["data"]["values"], title
+    assert plots["reports/test/confusion.png"][0]["type"] == "image"

@@ -62,5 +62,6 @@ def score_stage(split_name: str, report_dir: str) -> None:
     params = load_params()
     setup_runtime(params["seed"], params["runtime"]["threads"])
     metrics = evaluate_split(Path("models/finetuned"), read_split(Path("data/prepared"), split_name),
-                             Path(report_dir), params["evaluate"]["batch_size"], split_name)
+                             Path(report_dir), params["evaluate"]["batch_size"],
+                             f"Confusion matrix, {split_name} split")
     print(f"{split_name}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}")

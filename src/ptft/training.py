@@ -88,7 +88,7 @@ def pretrain_mlm(
     collator = DataCollatorForLanguageModeling(
         tokenizer, mlm_probability=params["mask_prob"], mask_replace_prob=0.8, random_replace_prob=0.1, seed=seed
     )
-    steps_per_epoch = len(train) // params["batch_size"]
+    steps_per_epoch = math.ceil(len(train) / params["batch_size"])
     total_steps = max(1, math.ceil(steps_per_epoch * params["epochs"]))
     args = TrainingArguments(
         output_dir=str(work_dir),
@@ -106,7 +106,6 @@ def pretrain_mlm(
         report_to="none",
         seed=seed,
         data_seed=seed,
-        dataloader_drop_last=True,
         disable_tqdm=True,
     )
     trainer = Trainer(
