@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from datasets import Dataset
 from dvclive import Live
 from transformers import (
@@ -107,6 +108,7 @@ def pretrain_mlm(
         seed=seed,
         data_seed=seed,
         disable_tqdm=True,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
     trainer = Trainer(
         model=model,
@@ -117,7 +119,8 @@ def pretrain_mlm(
         callbacks=[LiveCallback(live)],
     )
     trainer.train()
-    loss = trainer.evaluate()["eval_loss"]
+    # The Trainer evaluates at the last step too; reuse that rather than draw new masks.
+    loss = next(h["eval_loss"] for h in reversed(trainer.state.log_history) if "eval_loss" in h)
     return {
         "eval_loss": loss,
         "perplexity": math.exp(loss),
@@ -177,6 +180,7 @@ def finetune_classifier(
         seed=seed,
         data_seed=seed,
         disable_tqdm=True,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
     trainer = Trainer(
         model=model,
