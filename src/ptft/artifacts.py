@@ -39,8 +39,3 @@ def write_text(path: str | Path, text: str) -> None:
 def write_json(path: str | Path, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically, with a stable layout for diffs."""
     write_text(path, json.dumps(data, indent=2) + "\n")
-
-
-def read_json(path: str | Path) -> Any:
-    with Path(path).open() as f:
-        return json.load(f)

@@ -105,14 +105,15 @@ def resolve_init(init: str) -> str:
 def classifier(
     init: str,
     model_params: dict[str, Any],
-    tokenizer_dir: Path,
+    tokenizer_dir: Path | None,
     labels: list[str],
     pooling: str,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A sequence classifier and its tokenizer, initialised as ``finetune.init`` says.
 
-    ``scratch`` builds the same architecture as pre-training from the ``model`` params with random
-    weights, so that the pretrained-vs-scratch comparison differs only in the initial weights.
+    ``scratch`` builds the same architecture as pre-training from the ``model`` params and the
+    tokenizer in ``tokenizer_dir`` (read for scratch only) with random weights, so that the
+    pretrained-vs-scratch comparison differs only in the initial weights.
     """
     source = resolve_init(init)
     label_maps = {
