@@ -55,6 +55,26 @@ def open_live(directory: str | Path) -> Live:
     return Live(str(directory), save_dvc_exp=False, dvcyaml=None, report=None, monitor_system=False)
 
 
+def training_arguments(params: dict[str, Any], seed: int, work_dir: Path, **schedule: Any) -> TrainingArguments:
+    """The Trainer settings both stages share (from their params block), plus stage-specific ``schedule``."""
+    return TrainingArguments(
+        output_dir=str(work_dir),
+        per_device_train_batch_size=params["batch_size"],
+        per_device_eval_batch_size=64,
+        num_train_epochs=params["epochs"],
+        learning_rate=params["lr"],
+        weight_decay=params["weight_decay"],
+        warmup_steps=params["warmup"],
+        lr_scheduler_type="linear",
+        report_to="none",  # LiveCallback logs to dvclive instead
+        seed=seed,
+        data_seed=seed,
+        disable_tqdm=True,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        **schedule,
+    )
+
+
 def group_texts(texts: list[str], tokenizer: PreTrainedTokenizerBase, block_size: int) -> Dataset:
     """Tokenise ``texts``, concatenate them and cut the stream into blocks of ``block_size`` tokens.
 
@@ -91,24 +111,14 @@ def pretrain_mlm(
     )
     steps_per_epoch = math.ceil(len(train) / params["batch_size"])
     total_steps = max(1, math.ceil(steps_per_epoch * params["epochs"]))
-    args = TrainingArguments(
-        output_dir=str(work_dir),
-        per_device_train_batch_size=params["batch_size"],
-        per_device_eval_batch_size=64,
-        num_train_epochs=params["epochs"],
-        learning_rate=params["lr"],
-        weight_decay=params["weight_decay"],
-        warmup_steps=params["warmup"],
-        lr_scheduler_type="linear",
+    args = training_arguments(
+        params,
+        seed,
+        work_dir,
         logging_steps=max(1, total_steps // 100),
         eval_strategy="steps",
         eval_steps=max(1, total_steps // PRETRAIN_EVALS),
         save_strategy="no",
-        report_to="none",
-        seed=seed,
-        data_seed=seed,
-        disable_tqdm=True,
-        dataloader_pin_memory=torch.cuda.is_available(),
     )
     trainer = Trainer(
         model=model,
@@ -159,15 +169,10 @@ def finetune_classifier(
     work_dir: Path,
 ) -> dict[str, float]:
     """Fine-tune, evaluate on validation every epoch and keep the epoch with the best macro-F1."""
-    args = TrainingArguments(
-        output_dir=str(work_dir),
-        per_device_train_batch_size=params["batch_size"],
-        per_device_eval_batch_size=64,
-        num_train_epochs=params["epochs"],
-        learning_rate=params["lr"],
-        weight_decay=params["weight_decay"],
-        warmup_steps=params["warmup"],
-        lr_scheduler_type="linear",
+    args = training_arguments(
+        params,
+        seed,
+        work_dir,
         logging_steps=max(1, len(train) // params["batch_size"] // 4),
         eval_strategy="epoch",
         save_strategy="epoch",
@@ -176,11 +181,6 @@ def finetune_classifier(
         metric_for_best_model="macro_f1",
         greater_is_better=True,
         save_only_model=True,
-        report_to="none",
-        seed=seed,
-        data_seed=seed,
-        disable_tqdm=True,
-        dataloader_pin_memory=torch.cuda.is_available(),
     )
     trainer = Trainer(
         model=model,
