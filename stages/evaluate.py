@@ -2,4 +2,4 @@
 
 from ptft.evaluation import score_stage
 
-score_stage("validation", "reports/evaluate")
+score_stage("evaluate", "validation", "reports/evaluate")

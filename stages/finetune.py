@@ -6,47 +6,46 @@ from ptft.artifacts import atomic_dir, write_text
 from ptft.cards import model_card
 from ptft.data import read_labels, read_split, stratified_subset
 from ptft.modeling import classifier, freeze_parameters
-from ptft.params import finetune_seed, load_params
-from ptft.runtime import setup_runtime
+from ptft.params import finetune_seed
+from ptft.stage import run_stage
 from ptft.training import encode_labelled, finetune_classifier, open_live
 
-params = load_params()
-finetune = params["finetune"]
-seed = finetune_seed(params)
-setup_runtime(seed, params["runtime"]["threads"])
+with run_stage("finetune", seed=finetune_seed) as run:
+    finetune = run.params["finetune"]
+    prepared = Path("data/prepared")
+    labels = read_labels(prepared)
+    model, tokenizer = classifier(finetune["init"], run.params["model"], Path("data/tokenizer"), labels,
+                                  finetune["pooling"])
+    frozen = freeze_parameters(model, finetune["freeze"])
+    train = stratified_subset(read_split(prepared, "train"), finetune["train_examples"], run.seed)
+    validation = read_split(prepared, "validation")
+    label2id = model.config.label2id
+    encode = lambda df: encode_labelled(list(df["text"]), list(df["label"]), label2id, tokenizer,  # noqa: E731
+                                        finetune["max_length"])
 
-prepared = Path("data/prepared")
-labels = read_labels(prepared)
-model, tokenizer = classifier(finetune["init"], params["model"], Path("data/tokenizer"), labels, finetune["pooling"])
-frozen = freeze_parameters(model, finetune["freeze"])
-train = stratified_subset(read_split(prepared, "train"), finetune["train_examples"], seed)
-validation = read_split(prepared, "validation")
-label2id = model.config.label2id
-encode = lambda df: encode_labelled(list(df["text"]), list(df["label"]), label2id, tokenizer,  # noqa: E731
-                                    finetune["max_length"])
+    with atomic_dir("reports/finetune") as report:  # renamed into place only when complete
+        live = open_live(report)
+        result, run.facts["speed"] = finetune_classifier(model, tokenizer, encode(train), encode(validation), finetune,
+                                                         run.seed, live, run.checkpoint_dir)
+        result["frozen_parameters"] = frozen
+        result["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        for key, value in result.items():
+            live.log_metric(key, value, plot=False)
+        live.end()
 
-live = open_live("reports/finetune")
-result = finetune_classifier(model, tokenizer, encode(train), encode(validation), finetune, seed, live,
-                             Path("checkpoints/finetune"))
-result["frozen_parameters"] = frozen
-result["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
-for key, value in result.items():
-    live.log_metric(key, value, plot=False)
-live.end()
-
-# The pipeline truncates to this length, as training did.
-tokenizer.model_max_length = finetune["max_length"]
-card = model_card(
-    "ptft text classifier",
-    f"Fine-tuned from `{finetune['init']}` for {len(labels)}-way classification ({', '.join(labels)}).",
-    "text-classification",
-    {"seed": seed, "finetune": finetune},
-    result,
-    'from transformers import pipeline\n\nclassify = pipeline("text-classification", model="models/finetuned")\n'
-    'print(classify("Shares rose after the bank raised its profit forecast."))',
-)
-with atomic_dir("models/finetuned") as out:
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    write_text(out / "README.md", card)
-print(f"finetune: best epoch {result['best_epoch']:.0f}, validation macro-F1 {result['validation_macro_f1']:.3f}")
+    # The pipeline truncates to this length, as training did.
+    tokenizer.model_max_length = finetune["max_length"]
+    with atomic_dir("models/finetuned") as out:
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        lineage = run.write_lineage(out, "models/finetuned", result)
+        write_text(out / "README.md", model_card(
+            "ptft text classifier",
+            f"Fine-tuned from `{finetune['init']}` for {len(labels)}-way classification ({', '.join(labels)}).",
+            "text-classification",
+            'from transformers import pipeline\n\nclassify = pipeline("text-classification", model="models/finetuned")\n'
+            'print(classify("Shares rose after the bank raised its profit forecast."))',
+            lineage,
+        ))
+    print(f"finetune: best epoch {result['best_epoch']:.0f}, "
+          f"validation macro-F1 {result['validation_macro_f1']:.3f}")

@@ -2,4 +2,4 @@
 
 from ptft.evaluation import score_stage
 
-score_stage("test", "reports/test")
+score_stage("test", "test", "reports/test")

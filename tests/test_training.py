@@ -9,7 +9,16 @@ from transformers import AutoTokenizer
 
 from ptft.modeling import build_config, classifier, masked_lm
 from ptft.tokenizer import train_tokenizer
-from ptft.training import encode_labelled, finetune_classifier, group_texts, open_live, pretrain_mlm
+from ptft.runtime import setup_runtime
+from ptft.training import (
+    Trainer,
+    encode_labelled,
+    finetune_classifier,
+    group_texts,
+    last_checkpoint,
+    open_live,
+    pretrain_mlm,
+)
 
 TEXTS = [f"the {w} {v} again today and the {w} fell" for w in ("market", "team", "film", "vote", "chip")
          for v in ("rose", "won", "opened", "passed", "shipped")]
@@ -36,11 +45,12 @@ def test_pretrain_mlm_reports_loss_and_perplexity(tokenizer, tmp_path):
     params = {"seq_len": 16, "mask_prob": 0.3, "epochs": 2, "batch_size": 4, "lr": 1e-3, "warmup": 0.1,
               "weight_decay": 0.0}
     live = open_live(tmp_path / "live")
-    result = pretrain_mlm(model, tokenizer, TEXTS, TEXTS[:5], params, 0, live, tmp_path / "work")
+    result, speed = pretrain_mlm(model, tokenizer, TEXTS, TEXTS[:5], params, 0, live, tmp_path / "work")
     live.end()
     assert result["perplexity"] == pytest.approx(math.exp(result["eval_loss"]))
     assert result["steps"] == 2 * math.ceil(result["train_blocks"] / 4)
     assert (tmp_path / "live/plots/metrics/train/loss.tsv").is_file()
+    assert speed["train_tokens_per_second"] > 0
 
 
 def test_finetune_minilm_checkpoint(tmp_path):
@@ -51,9 +61,57 @@ def test_finetune_minilm_checkpoint(tmp_path):
     data = encode_labelled(texts, ys, model.config.label2id, tok, max_length=16)
     params = {"batch_size": 4, "epochs": 1, "lr": 1e-4, "warmup": 0.0, "weight_decay": 0.0}
     live = open_live(tmp_path / "live")
-    result = finetune_classifier(model, tok, data, data, params, 0, live, tmp_path / "work")
+    result, _ = finetune_classifier(model, tok, data, data, params, 0, live, tmp_path / "work")
     live.end()
     assert result["train_examples"] == 8 and result["steps"] == 2
     assert 0.0 <= result["validation_macro_f1"] <= 1.0
-    assert not (tmp_path / "work").exists()  # checkpoints are removed after success
     assert AutoTokenizer.from_pretrained(model.name_or_path).vocab_size == 30522
+
+
+def _weights(model) -> bytes:
+    return b"".join(p.detach().numpy().tobytes() for p in model.state_dict().values())
+
+
+@pytest.mark.parametrize("crash_after", [17, 50])  # mid first epoch; second epoch
+def test_pretrain_resumed_after_a_crash_ends_byte_identical(tokenizer, tmp_path, monkeypatch, crash_after):
+    """A run killed partway resumes from its last checkpoint: same weights and loss curves as an unbroken run."""
+    params = {"seq_len": 8, "mask_prob": 0.3, "epochs": 3, "batch_size": 4, "lr": 1e-3, "warmup": 0.1,
+              "weight_decay": 0.01}
+
+    def pretrain(name: str):
+        setup_runtime(0, 1)
+        model = masked_lm(build_config({**MODEL, "dropout": 0.1}, tokenizer))  # dropout: the RNG must resume too
+        live = open_live(tmp_path / name)
+        result, _ = pretrain_mlm(model, tokenizer, TEXTS * 4, TEXTS[:5], params, 0, live, tmp_path / f"work-{name}")
+        live.end()
+        return result, _weights(model)
+
+    unbroken = pretrain("unbroken")
+    step = Trainer.training_step
+
+    def crash(self, *args, **kwargs):
+        if self.state.global_step >= crash_after:
+            raise KeyboardInterrupt  # as a kill would, between two checkpoints
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain("resumed")
+    checkpoint = last_checkpoint(tmp_path / "work-resumed")
+    assert checkpoint is not None and 0 < int(checkpoint.name.split("-")[1]) < crash_after
+    monkeypatch.setattr(Trainer, "training_step", step)
+    resumed = pretrain("resumed")
+
+    assert resumed == unbroken
+    for curve in ("train/loss.tsv", "eval/loss.tsv"):
+        assert (tmp_path / "resumed/plots/metrics" / curve).read_text() == \
+            (tmp_path / "unbroken/plots/metrics" / curve).read_text()
+
+
+def test_last_checkpoint_skips_one_cut_short(tmp_path):
+    for step, complete in ((10, True), (20, True), (30, False)):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if complete:
+            (tmp_path / f"checkpoint-{step}/trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path).name == "checkpoint-20"
+    assert last_checkpoint(tmp_path / "missing") is None

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ptft.params import PARAMS_FILE, ParamsError, merge_files
+from ptft.trace import LineageError, trace
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,12 +16,17 @@ def main(argv: list[str] | None = None) -> int:
                                                      "into params.yaml")
     merge.add_argument("override", help="partial params file whose keys replace those of params.yaml")
     merge.add_argument("--params", default=str(PARAMS_FILE), help="params file to update (default: params.yaml)")
+    lineage = commands.add_parser("lineage", help="print where an artifact came from, back to the raw corpus, "
+                                                   "and how to reproduce it")
+    lineage.add_argument("artifact", help="a directory a stage wrote: models/finetuned, models/pretrained, data/prepared")
     args = parser.parse_args(argv)
     try:
         if args.command == "merge-params":
             merge_files(args.params, args.override)
             print(f"merged {args.override} into {args.params}")
-    except ParamsError as err:
+        elif args.command == "lineage":
+            print(trace(args.artifact))
+    except (ParamsError, LineageError) as err:
         print(f"ptft: error: {err}", file=sys.stderr)
         return 2
     return 0

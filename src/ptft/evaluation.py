@@ -10,12 +10,11 @@ import pandas as pd
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from ptft.artifacts import write_json
+from ptft.artifacts import atomic_dir, write_json
 from ptft.data import read_split
 from ptft.metrics import classification_metrics, confusion
-from ptft.params import load_params
 from ptft.plots import write_confusion
-from ptft.runtime import setup_runtime
+from ptft.stage import run_stage
 
 
 @torch.inference_mode()
@@ -57,11 +56,9 @@ def evaluate_split(model_dir: Path, split: pd.DataFrame, out_dir: Path, batch_si
     return metrics
 
 
-def score_stage(split_name: str, report_dir: str) -> None:
+def score_stage(stage: str, split_name: str, report_dir: str) -> None:
     """The evaluate and test stages: score ``models/finetuned`` on one prepared split, per params.yaml."""
-    params = load_params()
-    setup_runtime(params["seed"], params["runtime"]["threads"])
-    metrics = evaluate_split(Path("models/finetuned"), read_split(Path("data/prepared"), split_name),
-                             Path(report_dir), params["evaluate"]["batch_size"],
-                             f"Confusion matrix, {split_name} split")
+    with run_stage(stage) as run, atomic_dir(report_dir) as out:
+        metrics = evaluate_split(Path("models/finetuned"), read_split(Path("data/prepared"), split_name), out,
+                                 run.params["evaluate"]["batch_size"], f"Confusion matrix, {split_name} split")
     print(f"{split_name}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}")

