@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from ptft.params import merge_files
+from ptft.params import deep_merge, merge_files
 
 ROOT = Path(__file__).resolve().parents[1]
+# CI runs as root on a fresh machine with no git identity; tests commit, and so does `dvc exp run`.
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "ptft tests", "GIT_AUTHOR_EMAIL": "tests@ptft.invalid",
+                "GIT_COMMITTER_NAME": "ptft tests", "GIT_COMMITTER_EMAIL": "tests@ptft.invalid"}
 
 
 def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """Run a command with this interpreter's environment first on PATH; fail with its output."""
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1",
+    env = {**os.environ, **GIT_IDENTITY, "DVC_NO_ANALYTICS": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if result.returncode:
@@ -26,6 +31,15 @@ def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "dvc", *args], cwd)
+
+
+def copy_clone(clone: Path, to: Path, override: dict | None = None) -> Path:
+    """A copy of a clone (workspace, git and DVC cache), with ``override`` deep-merged into its params.yaml."""
+    shutil.copytree(clone, to, symlinks=True)
+    if override:
+        params = yaml.safe_load((to / "params.yaml").read_text())
+        (to / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, override), sort_keys=False))
+    return to
 
 
 @pytest.fixture(scope="session")

