@@ -43,7 +43,8 @@ with run_stage("finetune", seed=finetune_seed) as run:
             "ptft text classifier",
             f"Fine-tuned from `{finetune['init']}` for {len(labels)}-way classification ({', '.join(labels)}).",
             "text-classification",
-            'from transformers import pipeline\n\nclassify = pipeline("text-classification", model="models/finetuned")\n'
+            'from transformers import pipeline\n\n'
+            'classify = pipeline("text-classification", model="models/finetuned")\n'
             'print(classify("Shares rose after the bank raised its profit forecast."))',
             lineage,
         ))

