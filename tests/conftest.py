@@ -19,11 +19,17 @@ GIT_IDENTITY = {"GIT_AUTHOR_NAME": "ptft tests", "GIT_AUTHOR_EMAIL": "tests@ptft
                 "GIT_COMMITTER_NAME": "ptft tests", "GIT_COMMITTER_EMAIL": "tests@ptft.invalid"}
 
 
+def clone_env(clone: Path) -> dict[str, str]:
+    """The environment commands run with in a clone: this interpreter first on PATH, the clone's own library."""
+    return {**os.environ, **GIT_IDENTITY, "DVC_NO_ANALYTICS": "1",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            # Not the editable install's working copy: the code DVC hashed in the clone is the code that runs.
+            "PYTHONPATH": str(clone / "src")}
+
+
 def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """Run a command with this interpreter's environment first on PATH; fail with its output."""
-    env = {**os.environ, **GIT_IDENTITY, "DVC_NO_ANALYTICS": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(cmd, cwd=cwd, env=clone_env(cwd), capture_output=True, text=True)
     if result.returncode:
         pytest.fail(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result

@@ -41,7 +41,7 @@ def corpus() -> pd.DataFrame:
 
 def test_load_csv_with_custom_columns(tmp_path):
     path = tmp_path / "reviews.csv"
-    frame = pd.DataFrame({"id": [1, 2, 3], "body": [t for t, _ in ROWS], "stars": [l for _, l in ROWS]})
+    frame = pd.DataFrame({"id": [1, 2, 3], "body": [t for t, _ in ROWS], "stars": [label for _, label in ROWS]})
     frame.to_csv(path, index=False)
     df, report = load_corpus(str(path), text_column="body", label_column="stars")
     assert list(df.columns) == ["text", "label"]

@@ -14,6 +14,7 @@ from dvc_data.hashfile.build import build
 from dvc_data.hashfile.db import HashFileDB
 from dvc_objects.fs.local import LocalFileSystem
 
+from ptft.cli import main
 from ptft.lineage import fingerprint, md5_path, producer_of, rebuild_command, upstream_param_keys
 from ptft.params import read_yaml
 from ptft.stage import run_stage
@@ -106,3 +107,11 @@ def test_fingerprint_is_stable_and_order_independent():
     b = {"deps": {"f": "0"}, "params": {"x": {"a": 1, "b": 2}, "seed": 1}}
     assert fingerprint(a) == fingerprint(b)
     assert fingerprint(a) != fingerprint({**a, "deps": {"f": "1"}})
+
+
+def test_ptft_lineage_refuses_what_is_not_an_artifact(repo, capsys):
+    (repo / "models/finetuned").mkdir(parents=True)
+    assert main(["lineage", "models/finetuned"]) == 2
+    assert "models/finetuned has no lineage.json" in capsys.readouterr().err
+    assert main(["lineage", "/"]) == 2
+    assert "outside this repository" in capsys.readouterr().err

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from ptft.lineage import md5_path
-from tests.conftest import GIT_IDENTITY, ROOT, copy_clone, dvc, run
+from tests.conftest import ROOT, clone_env, copy_clone, dvc, run
 
 # Long enough for several checkpoints (one per eval, 8 per run), short enough for CI.
 LONGER_PRETRAIN = {"pretrain": {"epochs": 0.05}}
@@ -97,8 +97,7 @@ def resumed(smoke_run, tmp_path_factory) -> tuple[Path, Path, str]:
     unbroken = copy_clone(smoke_run[0], root / "unbroken", LONGER_PRETRAIN)
     dvc("repro", "pretrain", cwd=unbroken)
     killed = copy_clone(smoke_run[0], root / "killed", LONGER_PRETRAIN)
-    env = {**os.environ, **GIT_IDENTITY, "DVC_NO_ANALYTICS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "pretrain"], cwd=killed, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "pretrain"], cwd=killed, env=clone_env(killed),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600
     while not list(killed.glob("checkpoints/pretrain/*/checkpoint-*/trainer_state.json")):
@@ -138,3 +137,15 @@ def test_stale_checkpoints_are_never_resumed(smoke_run, tmp_path):
     output = dvc("repro", "finetune", cwd=clone).stdout
     assert "resuming" not in output
     assert not (clone / "checkpoints").joinpath("finetune").exists()
+
+
+def test_lineage_names_the_experiment_that_recorded_a_model(smoke_run, tmp_path):
+    clone = copy_clone(smoke_run[0], tmp_path / "ptft")
+    git("add", "-A", cwd=clone)
+    git("commit", "-qm", "smoke results", cwd=clone)
+    dvc("exp", "run", "--name", "half-lr", "-S", "finetune.lr=0.00025", cwd=clone)
+    git("checkout", "-q", "--", ".", cwd=clone)  # back to the committed params, but keep the experiment's model
+    output = run([sys.executable, "-m", "ptft.cli", "lineage", "models/finetuned"], clone).stdout
+    assert "differs from dvc.lock" in output
+    assert "dvc exp apply half-lr" in output
+    assert "-S 'finetune.lr=0.00025'" in output  # the rebuild command sets the experiment's param

@@ -109,7 +109,10 @@ def trace(artifact: str | Path) -> str:
     """The chain of stages from ``artifact`` (a model or data directory) back to the raw corpus, as text."""
     if not DVC_YAML.is_file():
         raise LineageError("run `ptft lineage` from the root of the ptft repository (where dvc.yaml is)")
-    start = Path(artifact).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    try:
+        start = Path(artifact).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        raise LineageError(f"{artifact} is outside this repository ({Path.cwd()})") from None
     if not (Path(start) / LINEAGE_FILE).is_file():
         raise LineageError(f"{start} has no {LINEAGE_FILE}: give a directory a ptft stage wrote "
                            "(models/finetuned, models/pretrained or data/prepared), after `dvc repro` or `dvc pull`")
