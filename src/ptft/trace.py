@@ -89,7 +89,7 @@ def _step(record: dict[str, Any], found_in: str) -> list[str]:
     lines = [
         f"{record['artifact']}  <- stage {record['stage']}   (lineage from the {found_in})",
         f"    built from  {built}; {env['device']}, {env['threads']} threads, Python {env['python']}, {packages}",
-        _field("params", [f"{k}={v}" for k, v in flatten(record["params"]).items()]),
+        _field("params", [f"{k}={'null' if v is None else v}" for k, v in flatten(record["params"]).items()]),
         _field("metrics", [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in flatten(record["metrics"]).items()]),
     ]
