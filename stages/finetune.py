@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-from ptft.artifacts import atomic_dir, write_text
-from ptft.cards import model_card
+from ptft.artifacts import atomic_dir
 from ptft.data import read_labels, read_split, stratified_subset
 from ptft.modeling import classifier, freeze_parameters
 from ptft.params import finetune_seed
@@ -35,18 +34,14 @@ with run_stage("finetune", seed=finetune_seed) as run:
 
     # The pipeline truncates to this length, as training did.
     tokenizer.model_max_length = finetune["max_length"]
-    with atomic_dir("models/finetuned") as out:
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-        lineage = run.write_lineage(out, "models/finetuned", result)
-        write_text(out / "README.md", model_card(
-            "ptft text classifier",
-            f"Fine-tuned from `{finetune['init']}` for {len(labels)}-way classification ({', '.join(labels)}).",
-            "text-classification",
-            'from transformers import pipeline\n\n'
-            'classify = pipeline("text-classification", model="models/finetuned")\n'
-            'print(classify("Shares rose after the bank raised its profit forecast."))',
-            lineage,
-        ))
+    run.save_model(
+        model, tokenizer, "models/finetuned", result,
+        title="ptft text classifier",
+        summary=f"Fine-tuned from `{finetune['init']}` for {len(labels)}-way classification ({', '.join(labels)}).",
+        pipeline_tag="text-classification",
+        usage='from transformers import pipeline\n\n'
+              'classify = pipeline("text-classification", model="models/finetuned")\n'
+              'print(classify("Shares rose after the bank raised its profit forecast."))',
+    )
     print(f"finetune: best epoch {result['best_epoch']:.0f}, "
           f"validation macro-F1 {result['validation_macro_f1']:.3f}")

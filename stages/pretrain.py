@@ -4,8 +4,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from ptft.artifacts import atomic_dir, write_text
-from ptft.cards import model_card
+from ptft.artifacts import atomic_dir
 from ptft.data import read_split
 from ptft.modeling import build_config, masked_lm
 from ptft.stage import run_stage
@@ -24,17 +23,13 @@ with run_stage("pretrain") as run:
         for key, value in result.items():
             live.log_metric(key, value, plot=False)
         live.end()
-    with atomic_dir("models/pretrained") as out:
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-        lineage = run.write_lineage(out, "models/pretrained", result)
-        write_text(out / "README.md", model_card(
-            "ptft pre-trained encoder",
-            f"A {run.params['model']['family']} encoder pre-trained with masked language modelling on the "
-            "train split's text (labels unused). Fine-tune it for classification with the finetune stage.",
-            "fill-mask",
-            'from transformers import pipeline\n\nfill = pipeline("fill-mask", model="models/pretrained")\n'
-            'print(fill("The bank raised its profit [MASK]."))',
-            lineage,
-        ))
+    run.save_model(
+        model, tokenizer, "models/pretrained", result,
+        title="ptft pre-trained encoder",
+        summary=f"A {run.params['model']['family']} encoder pre-trained with masked language modelling on the "
+                "train split's text (labels unused). Fine-tune it for classification with the finetune stage.",
+        pipeline_tag="fill-mask",
+        usage='from transformers import pipeline\n\nfill = pipeline("fill-mask", model="models/pretrained")\n'
+              'print(fill("The bank raised its profit [MASK]."))',
+    )
     print(f"pretrain: validation MLM loss {result['eval_loss']:.3f}, perplexity {result['perplexity']:.1f}")

@@ -124,6 +124,7 @@ def environment(threads: int) -> dict[str, Any]:
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``: the dotted keys of dvc.yaml and ``dvc exp run -S``."""
     flat: dict[str, Any] = {}
     for key, value in params.items():
         if isinstance(value, dict):

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ptft.artifacts import write_json
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ptft.artifacts import atomic_dir, write_json, write_text
+from ptft.cards import model_card
 from ptft.lineage import LINEAGE_FILE, environment, fingerprint, lineage_record, stage_inputs
 from ptft.params import load_params
 from ptft.runtime import setup_runtime
@@ -48,6 +51,15 @@ class StageRun:
         record = lineage_record(self.name, artifact, self.params, self.inputs, metrics, **extra)
         write_json(out_dir / LINEAGE_FILE, record)
         return record
+
+    def save_model(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, artifact: str,
+                   metrics: dict[str, Any], **card: str) -> None:
+        """Save ``model`` and ``tokenizer`` to ``artifact`` in HF format, with ``lineage.json`` and a model card
+        (``card``: the :func:`ptft.cards.model_card` texts), renamed into place only when all is written."""
+        with atomic_dir(artifact) as out:
+            model.save_pretrained(out)
+            tokenizer.save_pretrained(out)
+            write_text(out / "README.md", model_card(lineage=self.write_lineage(out, artifact, metrics), **card))
 
 
 @contextmanager
