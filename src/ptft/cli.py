@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ptft.params import PARAMS_FILE, ParamsError, merge_files
+from ptft.report import ReportError, build_report
 from ptft.trace import LineageError, trace
 
 
@@ -20,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
                                                    "and how to reproduce it")
     lineage.add_argument("artifact",
                          help="a directory a stage wrote: models/finetuned, models/pretrained or data/prepared")
+    report = commands.add_parser("report", help="markdown report of params, metrics and loss curves against a base "
+                                                 "revision (what the pull-request comment shows)")
+    report.add_argument("--base", default="main", help="git revision to compare with (default: main)")
+    report.add_argument("--out", default="pr-report", help="directory for report.md and its PNGs (default: pr-report)")
     args = parser.parse_args(argv)
     try:
         if args.command == "merge-params":
@@ -27,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"merged {args.override} into {args.params}")
         elif args.command == "lineage":
             print(trace(args.artifact))
-    except (ParamsError, LineageError) as err:
+        elif args.command == "report":
+            print(build_report(args.base, args.out), end="")
+    except (ParamsError, LineageError, ReportError) as err:
         print(f"ptft: error: {err}", file=sys.stderr)
         return 2
     return 0
