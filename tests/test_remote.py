@@ -11,7 +11,7 @@ import yaml
 from moto.server import ThreadedMotoServer
 
 from ptft.lineage import md5_path
-from tests.conftest import copy_clone, dvc
+from tests.conftest import ROOT, copy_clone, dvc, run
 
 BUCKET = "ptft-remote"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -46,10 +46,12 @@ def add_remote(clone, endpoint: str) -> None:
 
 
 def cached_outs(clone) -> dict[str, str]:
-    """Every DVC-cached output in dvc.lock with its md5 (reports/ are cache: false and travel by git)."""
+    """Every DVC-cached output with its md5 from dvc.lock (metrics and plots are cache: false: git has them)."""
+    stages = yaml.safe_load((clone / "dvc.yaml").read_text())["stages"]
+    cached = {out for spec in stages.values() for out in spec.get("outs", []) if isinstance(out, str)}
     lock = yaml.safe_load((clone / "dvc.lock").read_text())
-    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])
-            if "md5" in out and not out["path"].startswith("reports/")}
+    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage["outs"]
+            if out["path"] in cached}
 
 
 def test_push_then_pull_restores_every_artifact_exactly(smoke_run, s3_endpoint, tmp_path):
@@ -61,7 +63,20 @@ def test_push_then_pull_restores_every_artifact_exactly(smoke_run, s3_endpoint, 
 
     shutil.rmtree(clone / ".dvc/cache")
     for path in outs:
-        shutil.rmtree(clone / path)
+        shutil.rmtree(clone / path) if (clone / path).is_dir() else (clone / path).unlink()
     dvc("pull", cwd=clone)
     assert "Data and pipelines are up to date" in dvc("status", cwd=clone).stdout
     assert {path: md5_path(clone / path) for path in outs} == outs
+
+    # A teammate's fresh clone, no dvc.lock for these params: the run cache lets repro skip every stage.
+    teammate = tmp_path / "teammate"
+    run(["git", "clone", "--quiet", str(ROOT), str(teammate)], ROOT)
+    shutil.copy(clone / "params.yaml", teammate / "params.yaml")
+    (teammate / "dvc.lock").unlink()
+    add_remote(teammate, s3_endpoint)
+    # `fetch` is `pull` without the checkout, which has nothing to check out yet: there is no dvc.lock.
+    dvc("fetch", "--run-cache", cwd=teammate)
+    output = dvc("repro", cwd=teammate).stdout
+    assert "Running stage" not in output
+    assert output.count("is cached - skipping run") == 5
+    assert cached_outs(teammate) == outs
