@@ -92,6 +92,10 @@ def test_changing_finetune_lr_reruns_only_downstream_stages(smoke_run, tmp_path)
     output = dvc("repro", cwd=copy).stdout
     ran = [s for s in STAGES if f"Running stage '{s}'" in output]
     assert ran == ["finetune", "evaluate", "test"]
+    # Back to the old rate: DVC's run cache restores those results instead of training again.
+    (copy / "params.yaml").write_text((clone / "params.yaml").read_text())
+    output = dvc("repro", cwd=copy).stdout
+    assert "Running stage" not in output and output.count("is cached - skipping run") == 3
 
 
 def test_plots_render_loss_curves_and_confusion_matrices(smoke_run):

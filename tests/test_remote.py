@@ -11,7 +11,7 @@ import yaml
 from moto.server import ThreadedMotoServer
 
 from ptft.lineage import md5_path
-from tests.conftest import ROOT, copy_clone, dvc, run
+from tests.conftest import copy_clone, dvc
 
 BUCKET = "ptft-remote"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -67,16 +67,3 @@ def test_push_then_pull_restores_every_artifact_exactly(smoke_run, s3_endpoint, 
     dvc("pull", cwd=clone)
     assert "Data and pipelines are up to date" in dvc("status", cwd=clone).stdout
     assert {path: md5_path(clone / path) for path in outs} == outs
-
-    # A teammate's fresh clone, no dvc.lock for these params: the run cache lets repro skip every stage.
-    teammate = tmp_path / "teammate"
-    run(["git", "clone", "--quiet", str(ROOT), str(teammate)], ROOT)
-    shutil.copy(clone / "params.yaml", teammate / "params.yaml")
-    (teammate / "dvc.lock").unlink()
-    add_remote(teammate, s3_endpoint)
-    # `fetch` is `pull` without the checkout, which has nothing to check out yet: there is no dvc.lock.
-    dvc("fetch", "--run-cache", cwd=teammate)
-    output = dvc("repro", cwd=teammate).stdout
-    assert "Running stage" not in output
-    assert output.count("is cached - skipping run") == 5
-    assert cached_outs(teammate) == outs
