@@ -101,8 +101,9 @@ def test_changing_finetune_lr_reruns_only_downstream_stages(smoke_run, tmp_path)
 def test_plots_render_loss_curves_and_confusion_matrices(smoke_run):
     clone, _ = smoke_run
     plots = json.loads(dvc("plots", "show", "--json", cwd=clone).stdout)["data"]
-    for title in ("Pre-training loss (masked LM)", "Fine-tuning loss", "Validation confusion matrix",
-                  "Test confusion matrix"):
+    for title in ("Pre-training loss (masked LM)", "Fine-tuning loss", "reports/evaluate/confusion.json",
+                  "reports/test/confusion.json"):
         assert plots[title][0]["type"] == "vega", title
         assert plots[title][0]["content"]["data"]["values"], title
+    assert "rect" in json.dumps(plots["reports/test/confusion.json"][0]["content"])  # the confusion template
     assert plots["reports/test/confusion.png"][0]["type"] == "image"
