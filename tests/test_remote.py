@@ -8,9 +8,7 @@ import socket
 import pytest
 import yaml
 
-# Not in the dev extra yet: on a fresh install pip backtracks for many minutes over aiobotocore
-# versions when dvc[s3], boto3 and moto[server] are resolved together. `pip install "dvc[s3]"
-# "moto[server]"` into an existing environment works, and then this test runs.
+# In the dev extra; skipped only where someone installed ptft without it.
 boto3 = pytest.importorskip("boto3")
 pytest.importorskip("dvc_s3")
 ThreadedMotoServer = pytest.importorskip("moto.server").ThreadedMotoServer
