@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import textwrap
@@ -22,6 +23,7 @@ class LineageError(ValueError):
     """The path is not an artifact with lineage, or is not inside the ptft repository."""
 
 
+@functools.lru_cache(maxsize=None)  # one trace hashes each model directory once, not once per mention
 def _md5(path: str) -> str | None:
     try:
         return md5_path(path)
@@ -116,6 +118,7 @@ def trace(artifact: str | Path) -> str:
     if not (Path(start) / LINEAGE_FILE).is_file():
         raise LineageError(f"{start} has no {LINEAGE_FILE}: give a directory a ptft stage wrote "
                            "(models/finetuned, models/pretrained or data/prepared), after `dvc repro` or `dvc pull`")
+    _md5.cache_clear()  # hashes are reused within one trace only: files may change between calls
     stages = dvc_stages()
     md5 = _md5(start)
     locked = _lock_outs(LOCK_FILE.read_text()) if LOCK_FILE.is_file() else {}
