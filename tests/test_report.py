@@ -1,8 +1,14 @@
-"""End-to-end: `ptft report` on a branch that changes a param, against main, in a temp clone."""
+"""End-to-end: the pull-request workflow's no-remote path, then `ptft report`, in a temp clone.
+
+main holds full-size results; the pull request halves finetune.lr. As the workflow does, the base
+is reproduced at a small size (configs/smoke.yaml here, configs/ci.yaml in the workflow) on a
+local branch, the change runs at the same size, and the report compares the two.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -11,29 +17,47 @@ import yaml
 from tests.conftest import clone_env, copy_clone, dvc, run
 
 
-def test_report_shows_the_changed_param_and_metric_deltas(smoke_run, tmp_path):
+def test_report_shows_the_changed_param_and_metric_deltas_against_the_base_at_the_same_size(smoke_run, tmp_path):
+    # smoke_run's clone is main with configs/smoke.yaml merged and reproduced (uncommitted).
     clone = copy_clone(smoke_run[0], tmp_path / "ptft")
-    run(["git", "add", "-A"], clone)
-    run(["git", "commit", "-qm", "smoke results on main"], clone)
     run(["git", "checkout", "-qb", "half-lr"], clone)
-    params = yaml.safe_load((clone / "params.yaml").read_text())
-    old_lr = params["finetune"]["lr"]
-    params["finetune"]["lr"] = old_lr / 2
-    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    dvc("repro", cwd=clone)
+    committed = yaml.safe_load(run(["git", "show", "HEAD:params.yaml"], clone).stdout)
+    old_lr = committed["finetune"]["lr"]
+    committed["finetune"]["lr"] = old_lr / 2
+    (clone / "params.yaml").write_text(yaml.safe_dump(committed, sort_keys=False))
+    run(["git", "commit", "-qm", "halve the fine-tuning rate", "params.yaml"], clone)
 
-    markdown = run([sys.executable, "-m", "ptft.cli", "report", "--base", "main"], clone).stdout
+    # The workflow's steps when no remote is configured.
+    run(["bash", ".github/scripts/reproduce-base.sh", "main", "configs/smoke.yaml", "main-at-ci-size"], clone)
+    run([sys.executable, "-m", "ptft.cli", "merge-params", "configs/smoke.yaml"], clone)
+    repro = dvc("repro", cwd=clone).stdout
+    assert "Running stage 'finetune'" in repro and "Running stage 'pretrain'" not in repro
+    markdown = run([sys.executable, "-m", "ptft.cli", "report", "--base", "main-at-ci-size"], clone).stdout
     assert markdown == (clone / "pr-report/report.md").read_text()
-    assert f"| `finetune.lr` | {old_lr:.4g} | {old_lr / 2:.4g} |" in markdown
-    assert "model.layers" not in markdown  # unchanged params stay out
-    old = json.loads(run(["git", "show", "main:reports/test/metrics.json"], clone).stdout)
-    new = json.loads((clone / "reports/test/metrics.json").read_text())
-    for key in ("accuracy", "macro_f1"):
-        assert f"| `test` | `{key}` | {old[key]:.4g} | {new[key]:.4g} | {new[key] - old[key]:+.4g} |" in markdown
+
+    # Only the pull request's param shows: the base was reproduced with the same config.
+    params = markdown.split("### Params")[1].split("### Metrics")[0]
+    assert re.findall(r"^\| `([\w.]+)` \|", params, re.M) == ["finetune.lr"]
+    assert f"| `finetune.lr` | {old_lr:.4g} | {old_lr / 2:.4g} |" in params
+
+    def metrics(stage: str, rev: str | None) -> dict:
+        path = f"reports/{stage}/metrics.json"
+        text = (clone / path).read_text() if rev is None else run(["git", "show", f"{rev}:{path}"], clone).stdout
+        return json.loads(text)
+
+    for stage in ("test", "evaluate"):
+        old, new = metrics(stage, "main-at-ci-size"), metrics(stage, None)
+        for key in ("accuracy", "macro_f1"):
+            assert (f"| `{stage}` | `{key}` | {old[key]:.4g} | {new[key]:.4g} | {new[key] - old[key]:+.4g} |"
+                    in markdown)
+    # Pre-training did not change, and the base reproduced it bit for bit: like is compared with like.
+    perplexity = metrics("pretrain", None)["perplexity"]
+    assert metrics("pretrain", "main-at-ci-size")["perplexity"] == perplexity
+    assert f"| `pretrain` | `perplexity` | {perplexity:.4g} | {perplexity:.4g} | +0 |" in markdown
     for png in ("pretrain_loss.png", "finetune_loss.png", "confusion.png"):
         assert (clone / "pr-report" / png).read_bytes().startswith(b"\x89PNG")
         assert f"]({png})" in markdown
 
     failed = subprocess.run([sys.executable, "-m", "ptft.cli", "report", "--base", "no-such-branch"], cwd=clone,
-                            env=clone_env(clone), capture_output=True, text=True)
+                            env=clone_env(clone), capture_output=True, text=True, check=False)
     assert failed.returncode == 2 and "ptft: error: dvc params diff no-such-branch failed" in failed.stderr
