@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ptft.lineage import flatten
 from ptft.params import ParamsError, deep_merge, load_params, merge_files, require
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,3 +50,16 @@ def test_cli_merge_params(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("finetune:\n  learnig_rate: 1\n")
     assert main(["merge-params", str(bad), "--params", str(params)]) == 2
+
+
+def test_every_param_is_read_by_a_stage_so_dvc_exp_run_set_param_reruns_it(tmp_path):
+    """`dvc exp run -S key=value` reruns exactly the stages that declare the key (or a section above it)."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    declared = {key for stage in stages.values() for key in stage.get("params", [])}
+    leaves = set(flatten(load_params(ROOT / "params.yaml")))
+    unread = {leaf for leaf in leaves if not any(leaf == key or leaf.startswith(f"{key}.") for key in declared)}
+    assert not unread, f"params no stage declares in dvc.yaml: {sorted(unread)}"
+    missing = {key for key in declared if not any(leaf == key or leaf.startswith(f"{key}.") for leaf in leaves)}
+    assert not missing, f"dvc.yaml declares params that params.yaml lacks: {sorted(missing)}"
+    for config in (ROOT / "configs").glob("*.yaml"):  # every config merges cleanly over params.yaml
+        merge_files(ROOT / "params.yaml", config, tmp_path / config.name)

@@ -14,7 +14,7 @@ pytest.importorskip("dvc_s3")
 ThreadedMotoServer = pytest.importorskip("moto.server").ThreadedMotoServer
 
 from ptft.lineage import md5_path
-from tests.conftest import copy_clone, dvc
+from tests.conftest import copy_clone, dvc, run
 
 BUCKET = "ptft-remote"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -42,9 +42,9 @@ def monkeypatch_module():
         yield patch
 
 
-def add_remote(clone, endpoint: str) -> None:
+def add_remote(clone, endpoint: str, prefix: str) -> None:
     # --local: the endpoint is this test's; a team would commit `dvc remote add -d` to .dvc/config.
-    dvc("remote", "add", "--local", "-d", "storage", f"s3://{BUCKET}/dvc", cwd=clone)
+    dvc("remote", "add", "--local", "-d", "storage", f"s3://{BUCKET}/{prefix}", cwd=clone)
     dvc("remote", "modify", "--local", "storage", "endpointurl", endpoint, cwd=clone)
 
 
@@ -59,7 +59,7 @@ def cached_outs(clone) -> dict[str, str]:
 
 def test_push_then_pull_restores_every_artifact_exactly(smoke_run, s3_endpoint, tmp_path):
     clone = copy_clone(smoke_run[0], tmp_path / "ptft")
-    add_remote(clone, s3_endpoint)
+    add_remote(clone, s3_endpoint, "pushed")
     dvc("push", "--run-cache", cwd=clone)
     outs = cached_outs(clone)
     assert {"data/prepared", "data/tokenizer", "models/pretrained", "models/finetuned"} <= set(outs)
@@ -67,6 +67,36 @@ def test_push_then_pull_restores_every_artifact_exactly(smoke_run, s3_endpoint, 
     shutil.rmtree(clone / ".dvc/cache")
     for path in outs:
         shutil.rmtree(clone / path) if (clone / path).is_dir() else (clone / path).unlink()
-    dvc("pull", cwd=clone)
+    dvc("pull", "--run-cache", cwd=clone)
     assert "Data and pipelines are up to date" in dvc("status", cwd=clone).stdout
     assert {path: md5_path(clone / path) for path in outs} == outs
+    assert "Running stage" not in dvc("repro", cwd=clone).stdout
+
+
+def test_a_teammate_pulls_the_main_results_and_an_experiment(smoke_run, s3_endpoint, tmp_path):
+    mine, team = copy_clone(smoke_run[0], tmp_path / "mine"), tmp_path / "team.git"
+    run(["git", "init", "--quiet", "--bare", str(team)], tmp_path)
+    run(["git", "remote", "add", "team", str(team)], mine)
+    run(["git", "commit", "--quiet", "-am", "smoke results"], mine)
+    run(["git", "push", "--quiet", "team", "HEAD:main"], mine)
+    add_remote(mine, s3_endpoint, "shared")
+    dvc("push", cwd=mine)
+    lr = yaml.safe_load((mine / "params.yaml").read_text())["finetune"]["lr"]
+    dvc("exp", "run", "--name", "half-lr", "--set-param", f"finetune.lr={lr / 2}", cwd=mine)
+    dvc("exp", "push", "team", "half-lr", cwd=mine)  # the experiment's commit to git, its outputs to the remote
+    experiment = cached_outs(mine)  # `dvc exp run` leaves the experiment in the workspace
+
+    teammate = tmp_path / "teammate"
+    run(["git", "clone", "--quiet", "--branch", "main", str(team), str(teammate)], tmp_path)
+    add_remote(teammate, s3_endpoint, "shared")
+    dvc("pull", cwd=teammate)
+    main = cached_outs(teammate)
+    assert {path: md5_path(teammate / path) for path in main} == main
+    assert "Running stage" not in dvc("repro", cwd=teammate).stdout
+
+    dvc("exp", "pull", "origin", "half-lr", cwd=teammate)
+    dvc("exp", "apply", "half-lr", cwd=teammate)
+    assert {path: md5_path(teammate / path) for path in experiment} == experiment
+    assert experiment["models/finetuned"] != main["models/finetuned"]
+    assert experiment["models/pretrained"] == main["models/pretrained"]
+    assert "Data and pipelines are up to date" in dvc("status", cwd=teammate).stdout

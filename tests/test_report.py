@@ -61,3 +61,29 @@ def test_report_shows_the_changed_param_and_metric_deltas_against_the_base_at_th
     failed = subprocess.run([sys.executable, "-m", "ptft.cli", "report", "--base", "no-such-branch"], cwd=clone,
                             env=clone_env(clone), capture_output=True, text=True, check=False)
     assert failed.returncode == 2 and "ptft: error: dvc params diff no-such-branch failed" in failed.stderr
+
+
+def test_dvc_diffs_work_between_commits_and_between_experiments(smoke_run, tmp_path):
+    clone = copy_clone(smoke_run[0], tmp_path / "ptft")
+    run(["git", "commit", "-qam", "smoke results"], clone)
+    lr = yaml.safe_load((clone / "params.yaml").read_text())["finetune"]["lr"]
+    dvc("exp", "run", "--name", "half-lr", "-S", f"finetune.lr={lr / 2}", cwd=clone)
+    run(["git", "add", "-A"], clone)
+    run(["git", "commit", "-qm", "keep the experiment"], clone)
+
+    def diff(*args: str) -> dict:
+        return json.loads(dvc(*args, "--json", cwd=clone).stdout)
+
+    old, new = (json.loads(run(["git", "show", f"{rev}:reports/test/metrics.json"], clone).stdout)
+                for rev in ("HEAD~1", "HEAD"))
+    assert new["accuracy"] != old["accuracy"] or new["macro_f1"] != old["macro_f1"]
+    for a, b in (("HEAD~1", "HEAD"), ("HEAD~1", "half-lr")):  # two commits; a commit and an experiment
+        assert diff("params", "diff", a, b) == {"params.yaml": {"finetune.lr": {"old": lr, "new": lr / 2,
+                                                                                "diff": lr / 2 - lr}}}
+        metrics = diff("metrics", "diff", a, b, "--all")["reports/test/metrics.json"]
+        for key in ("accuracy", "macro_f1"):
+            assert metrics[key] == {"old": old[key], "new": new[key], "diff": new[key] - old[key]}
+        plots = diff("plots", "diff", a, b)["data"]
+        for plot in ("Pre-training loss (masked LM)", "Fine-tuning loss", "reports/test/confusion.json"):
+            assert plots[plot][0]["revisions"] == [a, b], plot
+        assert [p["revisions"] for p in plots["reports/test/confusion.png"]] == [[a], [b]]
