@@ -3,7 +3,15 @@
 from pathlib import Path
 
 from ptft.artifacts import atomic_dir, write_json
-from ptft.data import clean, drop_duplicates, load_corpus, split_dataset, split_stats, write_splits
+from ptft.data import (
+    clean,
+    drop_duplicates,
+    drop_near_duplicates,
+    load_corpus,
+    split_dataset,
+    split_stats,
+    write_splits,
+)
 from ptft.lineage import corpus_identity
 from ptft.stage import run_stage
 from ptft.tokenizer import save_tokenizer, train_tokenizer
@@ -13,19 +21,22 @@ with run_stage("prepare") as run:
     corpus, report = load_corpus(data["source"], data["text_column"], data["label_column"])
     raw = corpus_identity(data["source"], corpus)
     corpus, empty = clean(corpus)
-    # Deduplicate before splitting, so no test document reaches train or the pre-training text.
+    # Deduplicate before splitting, so no test document, nor a near copy of one, reaches train or the
+    # pre-training text.
     corpus, duplicates = drop_duplicates(corpus)
+    corpus, near = drop_near_duplicates(corpus, prepare["near_duplicate_jaccard"])
     splits = split_dataset(corpus, prepare["validation_fraction"], prepare["test_fraction"], run.seed)
     tokenizer = train_tokenizer(splits["train"]["text"], prepare["vocab_size"], prepare["min_frequency"])
 
-    stats = split_stats(splits, report, empty, duplicates)
+    stats = split_stats(splits, report, empty, duplicates, near)
     with atomic_dir("data/tokenizer") as out:
         save_tokenizer(tokenizer, out)
     with atomic_dir("data/prepared") as out:
         write_splits(splits, out)
         run.write_lineage(out, "data/prepared", {key: stats[key] for key in
-                                                 ("documents_read", "empty_removed", "duplicates_removed")},
+                                                 ("documents_read", "empty_removed", "duplicates_removed",
+                                                  "near_duplicates_removed")},
                           corpus=raw)
     write_json(Path("reports/prepare/stats.json"), stats)
     print(f"prepare: {sum(len(s) for s in splits.values())} documents "
-          f"({duplicates} duplicates, {empty} empty, {len(report.undecodable)} non-UTF-8 files)")
+          f"({duplicates} duplicates, {near} near-duplicates, {empty} empty, {len(report.undecodable)} non-UTF-8 files)")

@@ -1,35 +1,49 @@
-"""Stage pretrain: self-supervised masked-LM pre-training on the train split's text (labels unused)."""
+"""Stage pretrain: self-supervised pre-training (masked or causal LM) on the train split's text (labels unused).
 
+``python stages/pretrain.py objective NAME`` is the comparison's stage pretrain_objective@NAME: the
+pretrain params with ``compare.objectives.NAME`` merged over them, written to models/objective-NAME.
+"""
+
+import sys
 from pathlib import Path
-
-from transformers import AutoTokenizer
 
 from ptft.artifacts import atomic_dir
 from ptft.data import read_split
-from ptft.modeling import build_config, masked_lm
+from ptft.modeling import language_model
 from ptft.stage import run_stage
-from ptft.training import open_live, pretrain_mlm
+from ptft.training import open_live, pretrain_lm
 
-with run_stage("pretrain") as run:
-    tokenizer = AutoTokenizer.from_pretrained("data/tokenizer")
-    model = masked_lm(build_config(run.params["model"], tokenizer))
+name = sys.argv[2] if sys.argv[1:2] == ["objective"] else None
+stage, artifact, reports = ("pretrain", "models/pretrained", "reports/pretrain") if name is None else \
+    (f"pretrain_objective@{name}", f"models/objective-{name}", f"reports/compare/objective-{name}")
+with run_stage(stage) as run:
+    pretrain = run.params["pretrain"]
+    if name is not None:
+        pretrain = {**pretrain, **run.params["compare"]["objectives"][name]}
+    objective = {"mlm": "masked", "clm": "causal"}[pretrain["objective"]]
+    model, tokenizer = language_model(pretrain, run.params["model"], Path("data/tokenizer"))
     train = list(read_split(Path("data/prepared"), "train")["text"])
     validation = list(read_split(Path("data/prepared"), "validation")["text"])
 
-    with atomic_dir("reports/pretrain") as report:  # renamed into place only when complete
+    with atomic_dir(reports) as report:  # renamed into place only when complete
         live = open_live(report)
-        result, run.facts["speed"] = pretrain_mlm(model, tokenizer, train, validation, run.params["pretrain"],
-                                                  run.seed, live, run.checkpoint_dir)
+        result, run.facts["speed"] = pretrain_lm(model, tokenizer, train, validation, pretrain, run.seed, live,
+                                                 run.checkpoint_dir)
         for key, value in result.items():
             live.log_metric(key, value, plot=False)
         live.end()
+    start = "from random weights" if pretrain["init"] == "scratch" else f"continued from `{pretrain['init']}`"
+    usage = ('from transformers import pipeline\n\nfill = pipeline("fill-mask", model="{}")\n'
+             'print(fill("The bank raised its profit [MASK]."))' if objective == "masked" else
+             'from transformers import pipeline\n\ngenerate = pipeline("text-generation", model="{}")\n'
+             'print(generate("The bank raised its profit", max_new_tokens=10))').format(artifact)
     run.save_model(
-        model, tokenizer, "models/pretrained", result,
-        title="ptft pre-trained encoder",
-        summary=f"A {run.params['model']['family']} encoder pre-trained with masked language modelling on the "
-                "train split's text (labels unused). Fine-tune it for classification with the finetune stage.",
-        pipeline_tag="fill-mask",
-        usage='from transformers import pipeline\n\nfill = pipeline("fill-mask", model="models/pretrained")\n'
-              'print(fill("The bank raised its profit [MASK]."))',
+        model, tokenizer, artifact, result,
+        title=f"ptft pre-trained {model.config.model_type} ({objective} LM)",
+        summary=f"Pre-trained with {objective} language modelling on the train split's text (labels unused), "
+                f"{start}. Fine-tune it for classification with the finetune stage.",
+        pipeline_tag="fill-mask" if objective == "masked" else "text-generation",
+        usage=usage,
     )
-    print(f"pretrain: validation MLM loss {result['eval_loss']:.3f}, perplexity {result['perplexity']:.1f}")
+    print(f"{stage}: validation {pretrain['objective'].upper()} loss {result['eval_loss']:.3f}, "
+          f"perplexity {result['perplexity']:.1f}")

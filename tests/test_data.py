@@ -9,6 +9,9 @@ import pandas as pd
 import pytest
 
 from ptft.data import (
+    drop_near_duplicates,
+    near_duplicates,
+    shingles,
     DataError,
     LoadReport,
     _from_dataset,
@@ -245,15 +248,40 @@ def test_subset_of_all_rows_has_every_row(corpus):
     assert sorted(stratified_subset(corpus, len(corpus), seed=0)["text"]) == sorted(corpus["text"])
 
 
+# ---------------------------------------------------------------- near-duplicates
+
+STORY = ("Shares in the bank rose sharply on Monday after it said annual profits would beat the forecasts "
+         "made by analysts in the City earlier this year, helped by strong lending and lower bad debts.")
+
+
+def test_near_duplicates_finds_edited_copies_and_nothing_else():
+    edited = STORY.replace("Monday", "Tuesday").replace("sharply", "strongly")  # two words changed
+    other = "The striker scored twice as the home side came back from a goal down to win the cup final."
+    # Shares its opening words with STORY, as stories on one subject do: not a copy.
+    related = "Shares in the bank rose sharply on Monday, the day after the side won the cup final."
+    texts = [STORY, other, edited, edited.upper(), related]
+    assert near_duplicates(texts, threshold=0.5) == {2: 0, 3: 0}  # the case-folded copy points at the kept text
+    assert near_duplicates([STORY, edited], threshold=0.99) == {}  # a stricter threshold keeps the edit
+    assert shingles("Too short") == {"too short"}
+
+
+def test_drop_near_duplicates_keeps_the_first_of_each_group():
+    frame = pd.DataFrame({"text": [STORY, "An unrelated text about the weather in spring and summer.",
+                                   STORY.replace("Monday", "Friday")], "label": ["a", "b", "a"]})
+    kept, dropped = drop_near_duplicates(frame, 0.5)
+    assert dropped == 1 and list(kept["text"]) == list(frame["text"][:2])
+
+
 # ---------------------------------------------------------------- stats and files
 
 
 def test_split_stats_counts(corpus):
     splits = split_dataset(corpus, 0.2, 0.2, seed=0)
-    stats = split_stats(splits, LoadReport(documents=64, undecodable=["x/1.txt"], source="s"), empty=1, duplicates=3)
+    stats = split_stats(splits, LoadReport(documents=64, undecodable=["x/1.txt"], source="s"), empty=1, duplicates=3,
+                        near_duplicates=2)
     assert json.loads(json.dumps(stats)) == stats
     assert stats["documents_read"] == 64
-    assert (stats["empty_removed"], stats["duplicates_removed"]) == (1, 3)
+    assert (stats["empty_removed"], stats["duplicates_removed"], stats["near_duplicates_removed"]) == (1, 3, 2)
     assert stats["undecodable_files"] == 1 and stats["undecodable_file_names"] == ["x/1.txt"]
     assert stats["splits"]["test"] == {"documents": 12, "per_class": {"a": 6, "b": 4, "c": 2}}
     assert sum(s["documents"] for s in stats["splits"].values()) == 60

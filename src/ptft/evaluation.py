@@ -8,7 +8,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from ptft.artifacts import atomic_dir, write_json
 from ptft.data import read_split
@@ -18,21 +23,23 @@ from ptft.stage import run_stage
 
 
 @torch.inference_mode()
-def predict_proba(model_dir: str | Path, texts: list[str], batch_size: int) -> tuple[np.ndarray, list[str]]:
-    """Class probabilities for ``texts`` (rows) and the model's label names (columns)."""
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
-    probs = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[start : start + batch_size], truncation=True, padding=True, return_tensors="pt")
-        probs.append(torch.softmax(model(**batch).logits.float(), dim=-1).numpy())
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    return np.concatenate(probs) if probs else np.zeros((0, len(labels))), labels
+def predict_proba(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
+                  batch_size: int, max_length: int | None = None) -> np.ndarray:
+    """Class probabilities for ``texts`` (rows) in the order of the model's label ids (columns)."""
+    model.eval()
+    probs = [torch.softmax(model(**tokenizer(texts[start : start + batch_size], truncation=True,
+                                             max_length=max_length, padding=True, return_tensors="pt")
+                                 ).logits.float(), dim=-1).numpy()
+             for start in range(0, len(texts), batch_size)]
+    return np.concatenate(probs) if probs else np.zeros((0, model.config.num_labels))
 
 
 def evaluate_split(model_dir: Path, split: pd.DataFrame, out_dir: Path, batch_size: int, title: str) -> dict[str, Any]:
     """Write ``metrics.json``, ``confusion.{json,png}`` and ``predictions.csv`` for ``split`` into ``out_dir``."""
-    probs, labels = predict_proba(model_dir, list(split["text"]), batch_size)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    probs = predict_proba(model, tokenizer, list(split["text"]), batch_size)
     unknown = sorted(set(split["label"]) - set(labels))
     if unknown:
         raise ValueError(f"{model_dir} does not know the labels {unknown}: was it fine-tuned on this data?")

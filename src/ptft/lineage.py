@@ -71,8 +71,10 @@ def upstream_param_keys(stage: str) -> set[str]:
     while todo:
         name = todo.pop()
         done.add(name)
-        keys.update(stages[name].get("params", []))
-        for dep in stages[name].get("deps", []):
+        spec = stages[name.partition("@")[0]]
+        spec = spec.get("do", spec)
+        keys.update(spec.get("params", []))
+        for dep in spec.get("deps", []):
             producer = producer_of(dep, stages)
             if producer is not None and producer[1] not in done:
                 todo.append(producer[1])
@@ -80,12 +82,20 @@ def upstream_param_keys(stage: str) -> set[str]:
 
 
 def stage_inputs(stage: str, params: dict[str, Any]) -> dict[str, Any]:
-    """What the stage's result depends on, as dvc.yaml declares it: the params it reads and its deps' hashes."""
-    spec = dvc_stages()[stage]
-    return {
+    """What the stage's result depends on, as dvc.yaml declares it: the params it reads and its deps' hashes.
+
+    A matrix or foreach cell (``compare@scratch-100``) reads its group's declaration, plus its own key.
+    """
+    group, _, item = stage.partition("@")
+    spec = dvc_stages()[group]
+    spec = spec.get("do", spec)  # a foreach group declares its cells under ``do``
+    # A cell's deps may name its key: ${item} for a list, ${key} for a mapping.
+    deps = [dep.replace("${item}", item).replace("${key}", item) for dep in spec.get("deps", [])]
+    inputs = {
         "params": {key: require(params, key) for key in spec.get("params", [])},
-        "deps": {dep: md5_path(dep) for dep in spec.get("deps", [])},
+        "deps": {dep: md5_path(dep) for dep in deps},
     }
+    return {**inputs, "item": item} if item else inputs
 
 
 def fingerprint(inputs: dict[str, Any]) -> str:

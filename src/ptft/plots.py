@@ -1,8 +1,9 @@
-"""Plots: the confusion matrix as DVC plot data and as a PNG."""
+"""Plots for people (PNG) beside the data DVC plots: the confusion matrix and the comparison's learning curve."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from pathlib import Path
 
 import matplotlib
@@ -38,4 +39,24 @@ def write_confusion(matrix: np.ndarray, labels: Sequence[str], actual: Sequence[
     fig.tight_layout()
     # No Software/date metadata: the PNG must be byte-identical when the matrix is.
     fig.savefig(out_dir / "confusion.png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def learning_curve(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """Test accuracy against labelled examples (log scale), one line per method, ± one standard deviation."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method in dict.fromkeys(row["method"] for row in rows):
+        points = sorted((row for row in rows if row["method"] == method), key=lambda row: row["train_examples"])
+        x = [row["train_examples"] for row in points]
+        y = [row["accuracy"] for row in points]
+        ax.errorbar(x, y, yerr=[row["high"] - row["accuracy"] for row in points], marker="o", capsize=3,
+                    label=method)
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled train examples")
+    ax.set_ylabel("test accuracy (mean ± std over seeds)")
+    ax.set_title("Learning curves")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)

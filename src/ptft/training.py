@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ptft.metrics import classification_metrics
+from ptft.modeling import layerwise_param_groups
 
 # Validation points per pre-training run: enough for a loss curve, few enough to stay cheap.
 PRETRAIN_EVALS = 8
@@ -56,6 +58,21 @@ class LiveCallback(TrainerCallback):
                 self.live.log_metric("train/loss", value)
             elif key.startswith("eval_") and not key.endswith(("runtime", "per_second")):
                 self.live.log_metric(f"eval/{key[5:]}", value)
+
+
+class KeepBest(TrainerCallback):
+    """Keep the weights of the epoch with the best validation macro-F1 in memory (the first of equals)."""
+
+    def __init__(self, model: PreTrainedModel):
+        self.model, self.best, self.state = model, -math.inf, None
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: ANN001 - Trainer's signature
+        if metrics["eval_macro_f1"] > self.best:
+            self.best = metrics["eval_macro_f1"]
+            self.state = {key: value.detach().clone() for key, value in self.model.state_dict().items()}
+
+    def restore(self) -> None:
+        self.model.load_state_dict(self.state)
 
 
 def last_checkpoint(work_dir: Path) -> Path | None:
@@ -96,12 +113,13 @@ def mask_batch(batch: dict[str, torch.Tensor], masker: DataCollatorForLanguageMo
     return {**batch, "input_ids": input_ids.to(device), "labels": labels.to(device)}
 
 
-def _train(trainer: Trainer, live_callback: LiveCallback, checkpoint: Path | None) -> None:
+def _train(trainer: Trainer, live_callback: LiveCallback | None, checkpoint: Path | None) -> None:
     """Train, resuming from ``checkpoint`` if given: replay its logged history first, so the curves match."""
     if checkpoint is not None:
         print(f"resuming from {checkpoint}")
         for entry in TrainerState.load_from_json(str(checkpoint / "trainer_state.json")).log_history:
-            live_callback.log(entry["step"], entry)
+            if live_callback is not None:
+                live_callback.log(entry["step"], entry)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
 
@@ -154,7 +172,7 @@ def group_texts(texts: list[str], tokenizer: PreTrainedTokenizerBase, block_size
     return Dataset.from_dict({"input_ids": blocks.tolist()})
 
 
-def pretrain_mlm(
+def pretrain_lm(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     train_texts: list[str],
@@ -164,18 +182,25 @@ def pretrain_mlm(
     live: Live,
     work_dir: Path,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Masked-LM pre-training on ``train_texts``, resuming from a checkpoint in ``work_dir`` if one is there.
+    """Language-model pre-training on ``train_texts``, resuming from a checkpoint in ``work_dir`` if one is there.
 
+    ``params["objective"]``: ``mlm`` (masked LM: masks seeded per step, validation masked once) or
+    ``clm`` (causal LM: predict each next token, nothing random beyond the data order).
     Returns the validation loss and perplexity, and the run's speed (for the run log).
     """
     train = group_texts(train_texts, tokenizer, params["seq_len"])
     validation = group_texts(validation_texts, tokenizer, params["seq_len"])
-    masker = DataCollatorForLanguageModeling(
-        tokenizer, mlm_probability=params["mask_prob"], mask_replace_prob=0.8, random_replace_prob=0.1
-    )
-    # Validation is masked once, so every evaluation scores the same masked tokens.
-    masked = mask_batch(validation.with_format("torch")[:], masker, (seed, VALIDATION_MASK_KEY))
-    validation = Dataset.from_dict({key: value.tolist() for key, value in masked.items()})
+    if params["objective"] == "mlm":
+        masker = DataCollatorForLanguageModeling(
+            tokenizer, mlm_probability=params["mask_prob"], mask_replace_prob=0.8, random_replace_prob=0.1
+        )
+        # Validation is masked once, so every evaluation scores the same masked tokens.
+        masked = mask_batch(validation.with_format("torch")[:], masker, (seed, VALIDATION_MASK_KEY))
+        validation = Dataset.from_dict({key: value.tolist() for key, value in masked.items()})
+        trainer_class, extra = MaskedLMTrainer, {"masker": masker, "mask_seed": seed,
+                                                 "data_collator": default_data_collator}
+    else:  # the labels are the inputs; the model shifts them by one
+        trainer_class, extra = Trainer, {"data_collator": DataCollatorForLanguageModeling(tokenizer, mlm=False)}
     steps_per_epoch = math.ceil(len(train) / params["batch_size"])
     total_steps = max(1, math.ceil(steps_per_epoch * params["epochs"]))
     log_every = max(1, total_steps // 100)
@@ -194,15 +219,13 @@ def pretrain_mlm(
         save_total_limit=1,
     )
     live_callback = LiveCallback(live)
-    trainer = MaskedLMTrainer(
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=train,
         eval_dataset=validation,
-        data_collator=default_data_collator,
         callbacks=[live_callback],
-        masker=masker,
-        mask_seed=seed,
+        **extra,
     )
     _train(trainer, live_callback, last_checkpoint(work_dir))
     # The Trainer evaluates at the last step too: that is the final validation loss.
@@ -249,30 +272,37 @@ def finetune_classifier(
     validation: Dataset,
     params: dict[str, Any],
     seed: int,
-    live: Live,
-    work_dir: Path,
+    live: Live | None,
+    work_dir: Path | None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Fine-tune, evaluate on validation every epoch and keep the epoch with the best macro-F1.
 
-    Checkpoints every epoch into ``work_dir`` and resumes from the last one found there.
+    Checkpoints every epoch into ``work_dir`` and resumes from the last one found there; with
+    ``work_dir=None`` nothing is written and the best epoch is kept in memory (short runs, such
+    as the comparison's, that restart rather than resume). The model ends with the best epoch's weights. ``params["layer_lr_decay"]`` below 1 gives each
+    layer a smaller learning rate than the one above it (see :func:`layerwise_param_groups`).
     Returns the metrics of the best epoch and the run's speed (for the run log).
     """
     steps_per_epoch = math.ceil(len(train) / params["batch_size"])
+    saving = {"save_strategy": "epoch", "save_total_limit": 1, "load_best_model_at_end": True,
+              "metric_for_best_model": "macro_f1", "greater_is_better": True} if work_dir else {"save_strategy": "no"}
     args = training_arguments(
         params,
         seed,
-        work_dir,
+        work_dir or Path(tempfile.gettempdir()) / "ptft-unsaved",  # written to only when saving
         # About four loss points per epoch, on a step that divides the epoch: a run resumed from an
         # epoch checkpoint then logs the same averaged losses as an uninterrupted one.
         logging_steps=_divisor_near(steps_per_epoch, steps_per_epoch // 4),
         eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=1,
-        load_best_model_at_end=True,
-        metric_for_best_model="macro_f1",
-        greater_is_better=True,
+        **saving,
     )
-    live_callback = LiveCallback(live)
+    live_callback = LiveCallback(live) if live is not None else None
+    keep_best = None if work_dir else KeepBest(model)
+    decay = params.get("layer_lr_decay", 1.0)
+    optimizer = None
+    if decay != 1.0:  # otherwise the Trainer's own AdamW, with one learning rate
+        groups = layerwise_param_groups(model, params["lr"], decay, params["weight_decay"])
+        optimizer = torch.optim.AdamW(groups, lr=params["lr"])
     trainer = Trainer(
         model=model,
         args=args,
@@ -280,9 +310,12 @@ def finetune_classifier(
         eval_dataset=validation,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=_compute_metrics,
-        callbacks=[live_callback],
+        callbacks=[c for c in (live_callback, keep_best) if c],
+        optimizers=(optimizer, None),
     )
-    _train(trainer, live_callback, last_checkpoint(work_dir))
+    _train(trainer, live_callback, last_checkpoint(work_dir) if work_dir else None)
+    if keep_best:
+        keep_best.restore()
     history = [h for h in trainer.state.log_history if "eval_macro_f1" in h]
     best = max(history, key=lambda h: h["eval_macro_f1"])  # the first of equals, as the Trainer keeps
     metrics = {

