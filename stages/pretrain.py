@@ -1,7 +1,7 @@
 """Stage pretrain: self-supervised pre-training (masked or causal LM) on the train split's text (labels unused).
 
 ``python stages/pretrain.py objective NAME`` is the comparison's stage pretrain_objective@NAME: the
-pretrain params with ``compare.objectives.NAME`` merged over them, written to models/objective-NAME.
+pretrain params with ``compare.objective_settings.NAME`` merged over them, written to models/objective-NAME.
 """
 
 import sys
@@ -19,7 +19,7 @@ stage, artifact, reports = ("pretrain", "models/pretrained", "reports/pretrain")
 with run_stage(stage) as run:
     pretrain = run.params["pretrain"]
     if name is not None:
-        pretrain = {**pretrain, **run.params["compare"]["objectives"][name]}
+        pretrain = {**pretrain, **run.params["compare"]["objective_settings"][name]}
     objective = {"mlm": "masked", "clm": "causal"}[pretrain["objective"]]
     model, tokenizer = language_model(pretrain, run.params["model"], Path("data/tokenizer"))
     train = list(read_split(Path("data/prepared"), "train")["text"])

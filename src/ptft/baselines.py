@@ -15,24 +15,19 @@ from ptft.metrics import classification_metrics
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 
 
-def tfidf_logreg(C: float, seed: int) -> Pipeline:
-    """Word uni- and bigrams, sublinear tf, then multinomial logistic regression."""
-    return make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, strip_accents="unicode"),
-        LogisticRegression(C=C, max_iter=2000, random_state=seed),
-    )
-
-
 def fit_tfidf(train: pd.DataFrame, validation: pd.DataFrame, labels: list[str], seed: int) -> tuple[Pipeline, dict]:
-    """Fit one pipeline per C on ``train`` (the vocabulary too); keep the best on validation macro-F1."""
+    """TF-IDF (word uni- and bigrams, sublinear tf; vocabulary from ``train`` only), then multinomial
+    logistic regression for each C in C_GRID; keep the C with the best validation macro-F1."""
     label2id = {label: i for i, label in enumerate(labels)}
     y_train, y_val = train["label"].map(label2id), validation["label"].map(label2id)
-    best: tuple[float, float, Pipeline] | None = None
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, strip_accents="unicode")
+    x_train, x_val = vectorizer.fit_transform(train["text"]), vectorizer.transform(validation["text"])
+    best: tuple[float, float, LogisticRegression] | None = None
     for C in C_GRID:
-        pipeline = tfidf_logreg(C, seed).fit(train["text"], y_train)
-        score = classification_metrics(y_val, pipeline.predict(validation["text"]))["macro_f1"]
-        if best is None or score > best[0]:  # the first of equals: the strongest regularisation
-            best = (score, C, pipeline)
-    score, C, pipeline = best
-    val = classification_metrics(y_val, pipeline.predict(validation["text"]))
-    return pipeline, {"C": C, "validation_accuracy": val["accuracy"], "validation_macro_f1": val["macro_f1"]}
+        model = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(x_train, y_train)
+        score = classification_metrics(y_val, model.predict(x_val))
+        if best is None or score["macro_f1"] > best[0]["macro_f1"]:  # the first of equals: the strongest regularisation
+            best = (score, C, model)
+    score, C, model = best
+    return make_pipeline(vectorizer, model), {"C": C, "validation_accuracy": score["accuracy"],
+                                              "validation_macro_f1": score["macro_f1"]}

@@ -16,16 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from transformers import set_seed
 
 from ptft.artifacts import write_json
 from ptft.baselines import fit_tfidf
 from ptft.data import read_labels, read_split, stratified_subset
-from ptft.evaluation import predict_proba
 from ptft.metrics import classification_metrics
-from ptft.modeling import classifier, freeze_parameters
 from ptft.params import ParamsError
-from ptft.training import encode_labelled, finetune_classifier
 
 PREPARED = Path("data/prepared")
 RUNS = Path("reports/compare/runs")
@@ -52,7 +48,7 @@ def arm_settings(arm: str, params: dict[str, Any]) -> dict[str, Any]:
     """The finetune params of ``arm``: the finetune block, with the comparison's epochs and the arm's overrides."""
     compare = params["compare"]
     if arm in compare["variants"]:
-        overrides = compare["variants"][arm]
+        overrides = compare["variant_settings"][arm]
     elif arm in METHODS:
         overrides = {"init": arm}
     elif arm.removeprefix("objective-") in compare["objectives"]:
@@ -61,7 +57,7 @@ def arm_settings(arm: str, params: dict[str, Any]) -> dict[str, Any]:
         raise ParamsError(f"compare: '{arm}' is neither a method ({', '.join(METHODS)}), a variant nor an objective")
     unknown = set(overrides) - set(params["finetune"])
     if unknown:
-        raise ParamsError(f"compare.variants.{arm}: {sorted(unknown)} are not finetune params")
+        raise ParamsError(f"compare.variant_settings.{arm}: {sorted(unknown)} are not finetune params")
     return {**params["finetune"], "epochs": compare["epochs"], "freeze": "none", "layer_lr_decay": 1.0,
             "train_examples": None, **overrides}
 
@@ -115,6 +111,13 @@ def run_cell(arm: str, budget: str, params: dict[str, Any], work_dir: Path) -> d
 
 def _finetune(settings: dict[str, Any], params: dict[str, Any], train: pd.DataFrame, validation: pd.DataFrame,
               test: pd.DataFrame, labels: list[str], seed: int) -> tuple[Any, dict[str, Any]]:
+    # Imported here: transformers takes seconds to import, which TF-IDF cells and the report skip.
+    from transformers import set_seed
+
+    from ptft.evaluation import predict_proba
+    from ptft.modeling import classifier, freeze_parameters
+    from ptft.training import encode_labelled, finetune_classifier
+
     set_seed(seed)  # the classifier head's initial weights (and scratch's whole model) come from this seed
     model, tokenizer = classifier(settings["init"], params["model"], Path("data/tokenizer"), labels,
                                   settings["pooling"])
@@ -210,7 +213,7 @@ def markdown(results: dict[str, Any], params: dict[str, Any]) -> str:
               "| arm | settings | test accuracy | test macro-F1 | validation macro-F1 |",
               "| --- | --- | --- | --- | --- |"]
     rows = [(method, f"init {method}", methods[method].get(focus, {})) for method in methods if focus in methods[method]]
-    rows += [(variant, ", ".join(f"{k} {v}" for k, v in compare["variants"][variant].items()), summary)
+    rows += [(variant, ", ".join(f"{k} {v}" for k, v in compare["variant_settings"][variant].items()), summary)
              for variant, summary in results["variants"].items()]
     for arm, settings, summary in rows:
         lines.append(f"| {arm} | {settings} | " + " | ".join(
@@ -219,7 +222,7 @@ def markdown(results: dict[str, Any], params: dict[str, Any]) -> str:
               "| objective | pre-training | steps | validation LM loss | test accuracy | test macro-F1 |",
               "| --- | --- | --- | --- | --- | --- |"]
     for name, summary in results["objectives"].items():
-        settings = ", ".join(f"{k} {v}" for k, v in compare["objectives"][name].items())
+        settings = ", ".join(f"{k} {v}" for k, v in compare["objective_settings"][name].items())
         pretrain = summary["pretrain"]
         lines.append(f"| {name} | {settings} | {pretrain['steps']} | {pretrain['eval_loss']:.3f} | "
                      + " | ".join(_cell_label(summary, key) for key in ("test_accuracy", "test_macro_f1")) + " |")

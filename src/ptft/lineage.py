@@ -89,8 +89,7 @@ def stage_inputs(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     group, _, item = stage.partition("@")
     spec = dvc_stages()[group]
     spec = spec.get("do", spec)  # a foreach group declares its cells under ``do``
-    # A cell's deps may name its key: ${item} for a list, ${key} for a mapping.
-    deps = [dep.replace("${item}", item).replace("${key}", item) for dep in spec.get("deps", [])]
+    deps = [dep.replace("${item}", item) for dep in spec.get("deps", [])]  # a cell's deps may name its item
     inputs = {
         "params": {key: require(params, key) for key in spec.get("params", [])},
         "deps": {dep: md5_path(dep) for dep in deps},

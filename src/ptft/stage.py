@@ -13,15 +13,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from typing import TYPE_CHECKING, Any
 
 from ptft.artifacts import atomic_dir, write_json, write_text
 from ptft.cards import model_card
 from ptft.lineage import LINEAGE_FILE, environment, fingerprint, lineage_record, stage_inputs
 from ptft.params import load_params
 from ptft.runtime import setup_runtime
+
+if TYPE_CHECKING:  # transformers takes seconds to import; stages without a model do not need it
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 CHECKPOINTS = Path("checkpoints")
 LOGS = Path("logs")

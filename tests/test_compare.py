@@ -1,0 +1,115 @@
+"""The comparison: unit tests of cells and the report, and the smoke run's reports/compare end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from ptft import compare
+from ptft.compare import arm_settings, budget_size, headline, markdown, run_cell, stage_name, summarize
+from ptft.params import ParamsError, load_params
+from tests.conftest import ROOT, dvc
+
+PARAMS = load_params(ROOT / "params.yaml")
+
+
+def run(seed: int, accuracy: float) -> dict:
+    return {"seed": seed, "train_examples": 100, "validation_macro_f1": accuracy, "test_accuracy": accuracy,
+            "test_macro_f1": accuracy - 0.01}
+
+
+def test_summarize_gives_mean_and_sample_std_over_seeds():
+    summary = summarize({"runs": [run(1, 0.8), run(2, 0.9), run(3, 1.0)]})
+    assert summary["seeds"] == 3 and summary["train_examples"] == 100
+    assert summary["test_accuracy"]["mean"] == pytest.approx(0.9)
+    assert summary["test_accuracy"]["std"] == pytest.approx(0.1)  # ddof=1
+    assert summarize({"skipped": "not installed"}) == {"skipped": "not installed"}
+
+
+def test_headline_gains_and_markdown_tables():
+    cell = lambda acc: summarize({"runs": [run(1, acc), run(2, acc + 0.02)]})  # noqa: E731
+    results = {
+        "focus_budget": "100", "budgets": ["100", "all"],
+        "methods": {"pretrained": {"100": cell(0.80), "all": cell(0.95)}, "scratch": {"100": cell(0.50), "all": cell(0.90)},
+                    "tfidf": {"100": cell(0.85), "all": cell(0.97)}, "minilm": {"100": {"skipped": "not installed"}}},
+        "variants": {"linear-probe": cell(0.6)},
+        "objectives": {"clm": {**cell(0.7), "pretrain": {"eval_loss": 5.0, "perplexity": 148.4, "steps": 9}}},
+    }
+    gains = headline(results)
+    assert gains["pretrained_minus_scratch"]["at_100"]["accuracy"] == pytest.approx(0.30)
+    assert gains["pretrained_minus_tfidf"]["at_all"]["accuracy"] == pytest.approx(-0.02)  # a loss is reported too
+    text = markdown(results, {"compare": {**PARAMS["compare"], "variants": ["linear-probe"],
+                                          "variant_settings": {"linear-probe": {"freeze": "all-but-head"}},
+                                          "objectives": ["clm"], "objective_settings": {"clm": {"objective": "clm"}}}})
+    assert "| 100 | 0.810 ± 0.014 | 0.510 ± 0.014 | 0.860 ± 0.014 | — |" in text
+    assert "| linear-probe | freeze all-but-head | 0.610 ± 0.014 |" in text
+    assert "| clm | objective clm | 9 | 5.000 | 0.710 ± 0.014 |" in text
+    assert "minilm: not installed" in text
+
+
+def test_arms_budgets_and_stage_names_from_params():
+    assert arm_settings("scratch", PARAMS)["init"] == "scratch"
+    assert arm_settings("scratch", PARAMS)["epochs"] == PARAMS["compare"]["epochs"]
+    assert arm_settings("linear-probe", PARAMS)["freeze"] == "all-but-head"
+    assert arm_settings("objective-clm", PARAMS)["init"] == "models/objective-clm"
+    assert stage_name("pretrained", "25", PARAMS) == "compare_pretrained@25"
+    assert stage_name("linear-probe", "100", PARAMS) == "compare_variant@linear-probe"
+    assert stage_name("objective-clm", "100", PARAMS) == "compare_objective@clm"
+    with pytest.raises(ParamsError, match="compare: 'bert'"):
+        arm_settings("bert", PARAMS)
+    with pytest.raises(ParamsError, match="not finetune params"):
+        arm_settings("x", {**PARAMS, "compare": {**PARAMS["compare"], "variants": ["x"],
+                                                 "variant_settings": {"x": {"learnig_rate": 1}}}})
+    assert budget_size("all", 50) is None and budget_size("25", 50) == 25
+    with pytest.raises(ParamsError, match="compare.budgets: '60'"):
+        budget_size("60", 50)
+
+
+def test_a_cell_keeps_finished_seeds_and_skips_minilm_when_missing(tmp_path, monkeypatch):
+    (tmp_path / "seed-1.json").write_text(json.dumps(run(1, 0.9)))
+    monkeypatch.setattr(compare, "read_split", lambda *_: pytest.fail("a finished seed was trained again"))
+    monkeypatch.setattr(compare, "read_labels", lambda *_: ["a", "b"])
+    params = {**PARAMS, "compare": {**PARAMS["compare"], "seeds": [1]}}
+    monkeypatch.setattr(compare, "read_split", lambda *_: __import__("pandas").DataFrame({"text": ["x"] * 60,
+                                                                                           "label": ["a", "b"] * 30}))
+    assert run_cell("tfidf", "25", params, tmp_path)["runs"] == [run(1, 0.9)]
+    monkeypatch.setattr(compare, "_minilm_missing", lambda: True)
+    assert "pip install" in run_cell("minilm", "25", params, tmp_path)["skipped"]
+
+
+# ------------------------------------------------------------------ end to end, on the smoke run
+
+
+def test_smoke_comparison_report(smoke_run):
+    clone, output = smoke_run
+    params = yaml.safe_load((clone / "params.yaml").read_text())["compare"]
+    results = json.loads((clone / "reports/compare/results.json").read_text())
+    budgets = [str(b) for b in params["budgets"]]
+    for method in ("pretrained", "scratch", "tfidf"):
+        assert list(results["methods"][method]) == budgets
+        for summary in results["methods"][method].values():
+            assert summary["seeds"] == len(params["seeds"]) and 0 <= summary["test_accuracy"]["mean"] <= 1
+    assert set(results["variants"]) == set(params["variants"])
+    assert set(results["objectives"]) == set(params["objectives"])
+    assert all(summary["pretrain"]["steps"] > 0 for summary in results["objectives"].values())
+    gains = json.loads((clone / "reports/compare/metrics.json").read_text())
+    focus = str(params["focus_budget"])
+    assert set(gains["pretrained_minus_scratch"]) == {f"at_{focus}", "at_all"}
+    report = (clone / "reports/compare/results.md").read_text()
+    assert "## Test accuracy by labelled train examples" in report and "## Pre-training objective" in report
+    assert (clone / "reports/compare/learning_curve.png").read_bytes().startswith(b"\x89PNG")
+    plots = json.loads(dvc("plots", "show", "--json", "reports/compare/learning_curve.json", cwd=clone).stdout)
+    content = json.dumps(plots["data"]["reports/compare/learning_curve.json"][0]["content"])
+    assert "errorbar" in content and '"method"' in content  # the learning_curve template, one line per method
+    assert "compare_tfidf@all" in output and "compare_report" in output
+
+
+def test_a_cell_reruns_only_when_its_own_inputs_change(smoke_run, tmp_path):
+    from tests.conftest import copy_clone
+
+    clone = copy_clone(smoke_run[0], tmp_path / "ptft", {"finetune": {"lr": 1e-3}})
+    stale = set(json.loads(dvc("status", "--json", cwd=clone).stdout))
+    assert "compare_pretrained@all" in stale and "compare_scratch@25" in stale and "finetune" in stale
+    assert not {name for name in stale if name.startswith(("compare_tfidf", "pretrain", "prepare"))}
