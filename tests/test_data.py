@@ -9,20 +9,20 @@ import pandas as pd
 import pytest
 
 from ptft.data import (
-    drop_near_duplicates,
-    near_duplicates,
-    shingles,
     DataError,
     LoadReport,
     _from_dataset,
     clean,
     decode_bytes,
     drop_duplicates,
+    drop_near_duplicates,
     load_corpus,
+    near_duplicates,
     normalize_text,
     read_labels,
     read_split,
     read_text_folder,
+    shingles,
     split_dataset,
     split_stats,
     stratified_subset,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 import pytest
+import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, GPT2ForSequenceClassification
 
 from ptft.modeling import build_causal_config, build_config, classifier

@@ -58,8 +58,8 @@ def arm_settings(arm: str, params: dict[str, Any]) -> dict[str, Any]:
     unknown = set(overrides) - set(params["finetune"])
     if unknown:
         raise ParamsError(f"compare.variant_settings.{arm}: {sorted(unknown)} are not finetune params")
-    return {**params["finetune"], "epochs": compare["epochs"], "freeze": "none", "layer_lr_decay": 1.0,
-            "train_examples": None, **overrides}
+    return {**params["finetune"], "epochs": compare["epochs"], "min_steps": compare["min_steps"],
+            "evals": compare["evals"], "freeze": "none", "layer_lr_decay": 1.0, "train_examples": None, **overrides}
 
 
 def budget_size(budget: str, train_size: int) -> int | None:
@@ -196,8 +196,9 @@ def markdown(results: dict[str, Any], params: dict[str, Any]) -> str:
     """The report: one table per metric (budgets × methods), then the variants at the focus budget."""
     compare, methods, budgets = params["compare"], results["methods"], results["budgets"]
     lines = [f"# Does pre-training help?\n\nTest split, mean ± standard deviation over {len(compare['seeds'])} "
-             f"seeds (each its own labelled subset); every run fine-tunes for {compare['epochs']} epochs and "
-             "keeps its best epoch on validation; TF-IDF picks C on validation.\n"]
+             f"seeds (each its own labelled subset). Every neural run fine-tunes for {compare['epochs']} epochs "
+             f"or {compare['min_steps']} steps, whichever is longer, is evaluated on validation {compare['evals']} "
+             "times and keeps the best; TF-IDF picks C on validation. The test split chooses nothing.\n"]
     for key, name in (("test_accuracy", "accuracy"), ("test_macro_f1", "macro-F1")):
         lines += [f"## Test {name} by labelled train examples\n",
                   "| labelled examples | " + " | ".join(methods) + " |",
@@ -231,6 +232,9 @@ def markdown(results: dict[str, Any], params: dict[str, Any]) -> str:
                                                  *results["variants"].items()] if "skipped" in s}
     for arm, reason in sorted(skipped.items()):
         lines.append(f"\n{arm}: {reason}.")
+    if "minilm" not in methods:
+        lines.append("\nminilm (all-MiniLM-L6-v2): not run; list budgets in compare.minilm_budgets (it needs the "
+                     "minilm extra, and costs about a minute per seed at 100 labels on 2 CPU cores).")
     return "\n".join(lines) + "\n"
 
 

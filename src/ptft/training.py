@@ -277,15 +277,22 @@ def finetune_classifier(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Fine-tune, evaluate on validation every epoch and keep the epoch with the best macro-F1.
 
-    Checkpoints every epoch into ``work_dir`` and resumes from the last one found there; with
-    ``work_dir=None`` nothing is written and the best epoch is kept in memory (short runs, such
-    as the comparison's, that restart rather than resume). The model ends with the best epoch's weights. ``params["layer_lr_decay"]`` below 1 gives each
+    Checkpoints every epoch into ``work_dir`` and resumes from the last one found there. With
+    ``work_dir=None`` (the comparison's short runs, which restart rather than resume) nothing is
+    written: the run lasts at least ``params["min_steps"]`` steps, is evaluated ``params["evals"]``
+    times and keeps the best evaluation in memory. The model ends with the best evaluation's weights. ``params["layer_lr_decay"]`` below 1 gives each
     layer a smaller learning rate than the one above it (see :func:`layerwise_param_groups`).
     Returns the metrics of the best epoch and the run's speed (for the run log).
     """
     steps_per_epoch = math.ceil(len(train) / params["batch_size"])
-    saving = {"save_strategy": "epoch", "save_total_limit": 1, "load_best_model_at_end": True,
-              "metric_for_best_model": "macro_f1", "greater_is_better": True} if work_dir else {"save_strategy": "no"}
+    if work_dir:  # evaluate and checkpoint every epoch; the Trainer reloads the best one at the end
+        schedule = {"eval_strategy": "epoch", "save_strategy": "epoch", "save_total_limit": 1,
+                    "load_best_model_at_end": True, "metric_for_best_model": "macro_f1", "greater_is_better": True}
+    else:  # the comparison's runs: at least min_steps optimizer steps, evaluated `evals` times
+        epochs = max(params["epochs"], math.ceil(params["min_steps"] / steps_per_epoch))
+        params = {**params, "epochs": epochs}
+        schedule = {"eval_strategy": "steps", "eval_steps": max(1, steps_per_epoch * epochs // params["evals"]),
+                    "save_strategy": "no"}
     args = training_arguments(
         params,
         seed,
@@ -293,8 +300,7 @@ def finetune_classifier(
         # About four loss points per epoch, on a step that divides the epoch: a run resumed from an
         # epoch checkpoint then logs the same averaged losses as an uninterrupted one.
         logging_steps=_divisor_near(steps_per_epoch, steps_per_epoch // 4),
-        eval_strategy="epoch",
-        **saving,
+        **schedule,
     )
     live_callback = LiveCallback(live) if live is not None else None
     keep_best = None if work_dir else KeepBest(model)
