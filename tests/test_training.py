@@ -43,7 +43,7 @@ def test_group_texts_concatenates_documents_into_full_blocks(tokenizer):
 
 def test_pretrain_mlm_reports_loss_and_perplexity(tokenizer, tmp_path):
     model = AutoModelForMaskedLM.from_config(build_config(MODEL, tokenizer))
-    params = {"objective": "mlm", "seq_len": 16, "mask_prob": 0.3, "epochs": 2, "batch_size": 4, "lr": 1e-3,
+    params = {"objective": "mlm", "evals": 8, "seq_len": 16, "mask_prob": 0.3, "epochs": 2, "batch_size": 4, "lr": 1e-3,
               "warmup": 0.1, "weight_decay": 0.0}
     live = open_live(tmp_path / "live")
     result, speed = pretrain_lm(model, tokenizer, TEXTS, TEXTS[:5], params, 0, live, tmp_path / "work")
@@ -56,7 +56,7 @@ def test_pretrain_mlm_reports_loss_and_perplexity(tokenizer, tmp_path):
 
 def test_causal_lm_pretrains_then_fine_tunes_as_a_gpt2_classifier(tokenizer, tmp_path):
     model = AutoModelForCausalLM.from_config(build_causal_config(MODEL, tokenizer))
-    params = {"objective": "clm", "seq_len": 16, "epochs": 2, "batch_size": 4, "lr": 1e-3, "warmup": 0.1,
+    params = {"objective": "clm", "evals": 8, "seq_len": 16, "epochs": 2, "batch_size": 4, "lr": 1e-3, "warmup": 0.1,
               "weight_decay": 0.0}
     live = open_live(tmp_path / "live")
     before = pretrain_lm(AutoModelForCausalLM.from_config(build_causal_config(MODEL, tokenizer)), tokenizer, TEXTS,
@@ -116,12 +116,13 @@ def _weights(model) -> bytes:
 @pytest.mark.parametrize("crash_after", [17, 50])  # mid first epoch; second epoch
 def test_pretrain_resumed_after_a_crash_ends_byte_identical(tokenizer, tmp_path, monkeypatch, crash_after):
     """A run killed partway resumes from its last checkpoint: same weights and loss curves as an unbroken run."""
-    params = {"objective": "mlm", "seq_len": 8, "mask_prob": 0.3, "epochs": 3, "batch_size": 4, "lr": 1e-3, "warmup": 0.1,
-              "weight_decay": 0.01}
+    params = {"objective": "mlm", "evals": 8, "seq_len": 8, "mask_prob": 0.3, "epochs": 3, "batch_size": 4,
+              "lr": 1e-3, "warmup": 0.1, "weight_decay": 0.01}
 
     def pretrain(name: str):
         setup_runtime(0, 1)
-        model = AutoModelForMaskedLM.from_config(build_config({**MODEL, "dropout": 0.1}, tokenizer))  # dropout: the RNG must resume too
+        # dropout: the RNG must resume too
+        model = AutoModelForMaskedLM.from_config(build_config({**MODEL, "dropout": 0.1}, tokenizer))
         live = open_live(tmp_path / name)
         result, _ = pretrain_lm(model, tokenizer, TEXTS * 4, TEXTS[:5], params, 0, live, tmp_path / f"work-{name}")
         live.end()

@@ -29,8 +29,6 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from ptft.metrics import classification_metrics
 from ptft.modeling import layerwise_param_groups
 
-# Validation points per pre-training run: enough for a loss curve, few enough to stay cheap.
-PRETRAIN_EVALS = 8
 # The step slot of the validation masks' seed: far above any real optimizer step.
 VALIDATION_MASK_KEY = 2**32 - 1
 
@@ -206,7 +204,7 @@ def pretrain_lm(
     log_every = max(1, total_steps // 100)
     # Evaluate and checkpoint on a multiple of the logging interval: a run resumed there logs the
     # same averaged losses as one that was never interrupted.
-    eval_every = log_every * max(1, total_steps // PRETRAIN_EVALS // log_every)
+    eval_every = log_every * max(1, total_steps // params["evals"] // log_every)
     args = training_arguments(
         params,
         seed,
