@@ -39,4 +39,5 @@ with run_stage("prepare") as run:
                           corpus=raw)
     write_json(Path("reports/prepare/stats.json"), stats)
     print(f"prepare: {sum(len(s) for s in splits.values())} documents "
-          f"({duplicates} duplicates, {near} near-duplicates, {empty} empty, {len(report.undecodable)} non-UTF-8 files)")
+          f"({duplicates} duplicates, {near} near-duplicates, {empty} empty, "
+          f"{len(report.undecodable)} non-UTF-8 files)")

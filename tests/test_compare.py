@@ -32,8 +32,10 @@ def test_headline_gains_and_markdown_tables():
     cell = lambda acc: summarize({"runs": [run(1, acc), run(2, acc + 0.02)]})  # noqa: E731
     results = {
         "focus_budget": "100", "budgets": ["100", "all"],
-        "methods": {"pretrained": {"100": cell(0.80), "all": cell(0.95)}, "scratch": {"100": cell(0.50), "all": cell(0.90)},
-                    "tfidf": {"100": cell(0.85), "all": cell(0.97)}, "minilm": {"100": {"skipped": "not installed"}}},
+        "methods": {"pretrained": {"100": cell(0.80), "all": cell(0.95)},
+                    "scratch": {"100": cell(0.50), "all": cell(0.90)},
+                    "tfidf": {"100": cell(0.85), "all": cell(0.97)},
+                    "minilm": {"100": {"skipped": "not installed"}}},
         "variants": {"linear-probe": cell(0.6)},
         "objectives": {"clm": {**cell(0.7), "pretrain": {"eval_loss": 5.0, "perplexity": 148.4, "steps": 9}}},
     }

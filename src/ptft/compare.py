@@ -213,7 +213,7 @@ def markdown(results: dict[str, Any], params: dict[str, Any]) -> str:
     lines += [f"## Fine-tuning strategies and models at {focus} labelled examples\n",
               "| arm | settings | test accuracy | test macro-F1 | validation macro-F1 |",
               "| --- | --- | --- | --- | --- |"]
-    rows = [(method, f"init {method}", methods[method].get(focus, {})) for method in methods if focus in methods[method]]
+    rows = [(method, f"init {method}", cells[focus]) for method, cells in methods.items() if focus in cells]
     rows += [(variant, ", ".join(f"{k} {v}" for k, v in compare["variant_settings"][variant].items()), summary)
              for variant, summary in results["variants"].items()]
     for arm, settings, summary in rows:

@@ -278,8 +278,9 @@ def finetune_classifier(
     Checkpoints every epoch into ``work_dir`` and resumes from the last one found there. With
     ``work_dir=None`` (the comparison's short runs, which restart rather than resume) nothing is
     written: the run lasts at least ``params["min_steps"]`` steps, is evaluated ``params["evals"]``
-    times and keeps the best evaluation in memory. The model ends with the best evaluation's weights. ``params["layer_lr_decay"]`` below 1 gives each
-    layer a smaller learning rate than the one above it (see :func:`layerwise_param_groups`).
+    times and keeps the best evaluation in memory. The model ends with the best evaluation's weights.
+    ``params["layer_lr_decay"]`` below 1 gives each layer a smaller learning rate than the one
+    above it (see :func:`layerwise_param_groups`).
     Returns the metrics of the best epoch and the run's speed (for the run log).
     """
     steps_per_epoch = math.ceil(len(train) / params["batch_size"])
