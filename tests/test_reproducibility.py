@@ -32,8 +32,9 @@ def test_forced_rerun_leaves_dvc_lock_and_reports_untouched(smoke_run, tmp_path)
     clone = copy_clone(smoke_run[0], tmp_path / "ptft")
     git("add", "-A", cwd=clone)
     git("commit", "-qm", "smoke results", cwd=clone)
-    output = dvc("repro", "-f", cwd=clone).stdout
-    assert all(f"Running stage '{s}'" in output for s in ("prepare", "pretrain", "finetune", "evaluate", "test"))
+    output = dvc("repro", "-f", cwd=clone).stdout  # the comparison too: its cells must be bit-exact as well
+    assert all(f"Running stage '{s}'" in output for s in ("prepare", "pretrain", "finetune", "evaluate", "test",
+                                                          "compare_scratch@25", "compare_report"))
     run(["git", "diff", "--exit-code", "dvc.lock"], clone)
     assert git("status", "--porcelain", cwd=clone) == ""  # reports/ is tracked by git: unchanged too
 
@@ -143,7 +144,7 @@ def test_lineage_names_the_experiment_that_recorded_a_model(smoke_run, tmp_path)
     clone = copy_clone(smoke_run[0], tmp_path / "ptft")
     git("add", "-A", cwd=clone)
     git("commit", "-qm", "smoke results", cwd=clone)
-    dvc("exp", "run", "--name", "half-lr", "-S", "finetune.lr=0.00025", cwd=clone)
+    dvc("exp", "run", "test", "--name", "half-lr", "-S", "finetune.lr=0.00025", cwd=clone)
     git("checkout", "-q", "--", ".", cwd=clone)  # back to the committed params, but keep the experiment's model
     output = run([sys.executable, "-m", "ptft.cli", "lineage", "models/finetuned"], clone).stdout
     assert "differs from dvc.lock" in output

