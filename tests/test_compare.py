@@ -61,6 +61,7 @@ def test_arms_budgets_and_stage_names_from_params():
     assert stage_name("objective-clm", "100", PARAMS) == "compare_objective@clm"
     with pytest.raises(ParamsError, match="compare: 'bert'"):
         arm_settings("bert", PARAMS)
+    assert arm_settings("minilm", PARAMS)["lr"] == PARAMS["compare"]["minilm_settings"]["lr"]
     with pytest.raises(ParamsError, match="not finetune params"):
         arm_settings("x", {**PARAMS, "compare": {**PARAMS["compare"], "variants": ["x"],
                                                  "variant_settings": {"x": {"learnig_rate": 1}}}})

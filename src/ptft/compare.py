@@ -1,10 +1,10 @@
 """The comparison: what pre-training buys at each labelled-data budget, with error bars.
 
-An *arm* is a way to get a classifier: a method from ``compare.methods`` (``pretrained``,
-``scratch``, ``tfidf``, ``minilm``), run at every budget, or a variant from ``compare.variants``
-(finetune overrides such as a freezing strategy), run at ``compare.focus_budget``. A *cell* is
-one arm at one budget: one run per seed in ``compare.seeds``, each on its own seeded stratified
-subset of the train split. Every choice (best epoch, TF-IDF's C) is made on validation; the test
+An *arm* is a way to get a classifier: a method (``pretrained``, ``scratch`` and ``tfidf`` at
+every budget in ``compare.budgets``, ``minilm`` at ``compare.minilm_budgets``), a variant from
+``compare.variants`` (finetune overrides such as a freezing strategy) or an objective's model
+from ``compare.objectives``, both at ``compare.focus_budget``. A *cell* is one arm at one budget:
+one run per seed in ``compare.seeds``, each on its own seeded stratified subset of the train split. Every choice (best epoch, TF-IDF's C) is made on validation; the test
 split is scored once per run, at the end, and never chooses anything.
 """
 
@@ -49,6 +49,8 @@ def arm_settings(arm: str, params: dict[str, Any]) -> dict[str, Any]:
     compare = params["compare"]
     if arm in compare["variants"]:
         overrides = compare["variant_settings"][arm]
+    elif arm == "minilm":  # a 22M-parameter BERT: its own learning rate
+        overrides = {"init": arm, **compare["minilm_settings"]}
     elif arm in METHODS:
         overrides = {"init": arm}
     elif arm.removeprefix("objective-") in compare["objectives"]:
@@ -57,7 +59,7 @@ def arm_settings(arm: str, params: dict[str, Any]) -> dict[str, Any]:
         raise ParamsError(f"compare: '{arm}' is neither a method ({', '.join(METHODS)}), a variant nor an objective")
     unknown = set(overrides) - set(params["finetune"])
     if unknown:
-        raise ParamsError(f"compare.variant_settings.{arm}: {sorted(unknown)} are not finetune params")
+        raise ParamsError(f"compare: the settings of {arm} name {sorted(unknown)}, which are not finetune params")
     return {**params["finetune"], "epochs": compare["epochs"], "min_steps": compare["min_steps"],
             "evals": compare["evals"], "freeze": "none", "layer_lr_decay": 1.0, "train_examples": None, **overrides}
 
