@@ -63,3 +63,18 @@ def test_every_param_is_read_by_a_stage_so_dvc_exp_run_set_param_reruns_it(tmp_p
     assert not missing, f"dvc.yaml declares params that params.yaml lacks: {sorted(missing)}"
     for config in (ROOT / "configs").glob("*.yaml"):  # every config merges cleanly over params.yaml
         merge_files(ROOT / "params.yaml", config, tmp_path / config.name)
+
+
+def test_every_dvc_cached_output_is_ignored_by_git_and_not_tracked():
+    """A cached output that git also tracks breaks `dvc repro` in every fresh clone ("already tracked by SCM")."""
+    import subprocess
+
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        paths = sorted(out.def_path for out in repo.index.outs if out.use_cache)
+    assert "models/pretrained" in paths and "reports/compare/runs/scratch-25.json" in paths
+    git = lambda *args: subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)  # noqa: E731
+    assert git("ls-files", "--", *paths).stdout == ""
+    ignored = set(git("check-ignore", "--no-index", *paths).stdout.split())
+    assert ignored == set(paths), sorted(set(paths) - ignored)
