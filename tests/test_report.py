@@ -67,8 +67,9 @@ def test_report_shows_the_changed_param_and_metric_deltas_against_the_base_at_th
 def test_dvc_diffs_work_between_commits_and_between_experiments(smoke_run, tmp_path):
     clone = copy_clone(smoke_run[0], tmp_path / "ptft")
     run(["git", "commit", "-qam", "smoke results"], clone)
-    lr = yaml.safe_load((clone / "params.yaml").read_text())["finetune"]["lr"]
-    dvc("exp", "run", "test", "--name", "half-lr", "-S", f"finetune.lr={lr / 2}", cwd=clone)  # the main chain
+    # Ten times the labelled examples: the smoke model's predictions surely change (a lower rate may not).
+    n = yaml.safe_load((clone / "params.yaml").read_text())["finetune"]["train_examples"]
+    dvc("exp", "run", "test", "--name", "more-labels", "-S", f"finetune.train_examples={n * 10}", cwd=clone)
     run(["git", "add", "-A"], clone)
     run(["git", "commit", "-qm", "keep the experiment"], clone)
 
@@ -78,9 +79,9 @@ def test_dvc_diffs_work_between_commits_and_between_experiments(smoke_run, tmp_p
     old, new = (json.loads(run(["git", "show", f"{rev}:reports/test/metrics.json"], clone).stdout)
                 for rev in ("HEAD~1", "HEAD"))
     assert new["accuracy"] != old["accuracy"] or new["macro_f1"] != old["macro_f1"]
-    for a, b in (("HEAD~1", "HEAD"), ("HEAD~1", "half-lr")):  # two commits; a commit and an experiment
-        assert diff("params", "diff", a, b) == {"params.yaml": {"finetune.lr": {"old": lr, "new": lr / 2,
-                                                                                "diff": lr / 2 - lr}}}
+    for a, b in (("HEAD~1", "HEAD"), ("HEAD~1", "more-labels")):  # two commits; a commit and an experiment
+        assert diff("params", "diff", a, b) == {"params.yaml": {"finetune.train_examples": {"old": n, "new": n * 10,
+                                                                                            "diff": n * 9}}}
         metrics = diff("metrics", "diff", a, b, "--all")["reports/test/metrics.json"]
         for key in ("accuracy", "macro_f1"):
             assert metrics[key] == {"old": old[key], "new": new[key], "diff": new[key] - old[key]}
