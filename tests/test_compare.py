@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -72,11 +73,10 @@ def test_arms_budgets_and_stage_names_from_params():
 
 def test_a_cell_keeps_finished_seeds_and_skips_minilm_when_missing(tmp_path, monkeypatch):
     (tmp_path / "seed-1.json").write_text(json.dumps(run(1, 0.9)))
-    monkeypatch.setattr(compare, "read_split", lambda *_: pytest.fail("a finished seed was trained again"))
     monkeypatch.setattr(compare, "read_labels", lambda *_: ["a", "b"])
+    monkeypatch.setattr(compare, "read_split", lambda *_: pd.DataFrame({"text": ["x"] * 60, "label": ["a", "b"] * 30}))
+    monkeypatch.setattr(compare, "fit_tfidf", lambda *_: pytest.fail("a finished seed was trained again"))
     params = {**PARAMS, "compare": {**PARAMS["compare"], "seeds": [1]}}
-    monkeypatch.setattr(compare, "read_split", lambda *_: __import__("pandas").DataFrame({"text": ["x"] * 60,
-                                                                                           "label": ["a", "b"] * 30}))
     assert run_cell("tfidf", "25", params, tmp_path)["runs"] == [run(1, 0.9)]
     monkeypatch.setattr(compare, "_minilm_missing", lambda: True)
     assert "pip install" in run_cell("minilm", "25", params, tmp_path)["skipped"]
