@@ -1,4 +1,5 @@
-"""Stages compare_<method>@<budget> and compare_variant@<variant>: one cell of the comparison, one run per seed.
+"""Stages compare_<method>@<budget>, compare_variant@<variant> and compare_objective@<objective>:
+one cell of the comparison, one run per seed.
 
 Usage: python stages/compare.py ARM BUDGET (dvc.yaml's foreach fills them in).
 """
@@ -7,11 +8,10 @@ import sys
 
 from ptft.artifacts import write_json
 from ptft.compare import cell_path, run_cell, stage_name, summarize
-from ptft.params import load_params
 from ptft.stage import run_stage
 
 arm, budget = sys.argv[1], sys.argv[2]
-with run_stage(stage_name(arm, budget, load_params())) as run:
+with run_stage(stage_name(arm, budget)) as run:
     cell = run_cell(arm, budget, run.params, run.checkpoint_dir)
     write_json(cell_path(arm, budget), cell)
 summary = summarize(cell)

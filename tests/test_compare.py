@@ -57,9 +57,9 @@ def test_arms_budgets_and_stage_names_from_params():
     assert arm_settings("scratch", PARAMS)["epochs"] == PARAMS["compare"]["epochs"]
     assert arm_settings("linear-probe", PARAMS)["freeze"] == "all-but-head"
     assert arm_settings("objective-clm", PARAMS)["init"] == "models/objective-clm"
-    assert stage_name("pretrained", "25", PARAMS) == "compare_pretrained@25"
-    assert stage_name("linear-probe", "100", PARAMS) == "compare_variant@linear-probe"
-    assert stage_name("objective-clm", "100", PARAMS) == "compare_objective@clm"
+    assert stage_name("pretrained", "25") == "compare_pretrained@25"
+    assert stage_name("linear-probe", "100") == "compare_variant@linear-probe"
+    assert stage_name("objective-clm", "100") == "compare_objective@clm"
     with pytest.raises(ParamsError, match="compare: 'bert'"):
         arm_settings("bert", PARAMS)
     assert arm_settings("minilm", PARAMS)["lr"] == PARAMS["compare"]["minilm_settings"]["lr"]

@@ -4,8 +4,9 @@ An *arm* is a way to get a classifier: a method (``pretrained``, ``scratch`` and
 every budget in ``compare.budgets``, ``minilm`` at ``compare.minilm_budgets``), a variant from
 ``compare.variants`` (finetune overrides such as a freezing strategy) or an objective's model
 from ``compare.objectives``, both at ``compare.focus_budget``. A *cell* is one arm at one budget:
-one run per seed in ``compare.seeds``, each on its own seeded stratified subset of the train split. Every choice (best epoch, TF-IDF's C) is made on validation; the test
-split is scored once per run, at the end, and never chooses anything.
+one run per seed in ``compare.seeds``, each on its own seeded stratified subset of the train split.
+Every choice (best epoch, TF-IDF's C) is made on validation; the test split is scored once per
+run, at the end, and never chooses anything.
 """
 
 from __future__ import annotations
@@ -34,14 +35,14 @@ def cell_path(arm: str, budget: str) -> Path:
     return RUNS / f"{arm}-{budget}.json"
 
 
-def stage_name(arm: str, budget: str, params: dict[str, Any]) -> str:
-    """The cell's dvc.yaml stage: ``compare_<method>@<budget>``, ``compare_variant@<variant>`` or
-    ``compare_objective@<objective>`` (fine-tuning ``models/objective-<objective>``)."""
-    if arm in params["compare"]["variants"]:
-        return f"compare_variant@{arm}"
+def stage_name(arm: str, budget: str) -> str:
+    """The cell's dvc.yaml stage: ``compare_<method>@<budget>``, ``compare_objective@<objective>``
+    (fine-tuning ``models/objective-<objective>``) or else ``compare_variant@<variant>``."""
+    if arm in METHODS:
+        return f"compare_{arm}@{budget}"
     if arm.startswith("objective-"):
         return f"compare_objective@{arm.removeprefix('objective-')}"
-    return f"compare_{arm}@{budget}"
+    return f"compare_variant@{arm}"
 
 
 def arm_settings(arm: str, params: dict[str, Any]) -> dict[str, Any]:
