@@ -8,13 +8,13 @@ import socket
 import pytest
 import yaml
 
+from ptft.lineage import md5_path
+from tests.conftest import copy_clone, dvc, run
+
 # In the dev extra; skipped only where someone installed ptft without it.
 boto3 = pytest.importorskip("boto3")
 pytest.importorskip("dvc_s3")
 ThreadedMotoServer = pytest.importorskip("moto.server").ThreadedMotoServer
-
-from ptft.lineage import md5_path
-from tests.conftest import copy_clone, dvc, run
 
 BUCKET = "ptft-remote"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}

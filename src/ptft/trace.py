@@ -23,7 +23,7 @@ class LineageError(ValueError):
     """The path is not an artifact with lineage, or is not inside the ptft repository."""
 
 
-@functools.lru_cache(maxsize=None)  # one trace hashes each model directory once, not once per mention
+@functools.cache  # one trace hashes each model directory once, not once per mention
 def _md5(path: str) -> str | None:
     try:
         return md5_path(path)
