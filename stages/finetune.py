@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-from ptft.artifacts import atomic_dir
 from ptft.data import read_labels, read_split, stratified_subset
 from ptft.modeling import classifier, freeze_parameters
 from ptft.params import finetune_seed
@@ -22,10 +21,10 @@ with run_stage("finetune", seed=finetune_seed) as run:
     encode = lambda df: encode_labelled(list(df["text"]), list(df["label"]), label2id, tokenizer,  # noqa: E731
                                         finetune["max_length"])
 
-    with atomic_dir("reports/finetune") as report:  # renamed into place only when complete
+    with run.output_dir("reports/finetune") as report:  # renamed into place only when complete
         live = open_live(report)
         result, run.facts["speed"] = finetune_classifier(model, tokenizer, encode(train), encode(validation), finetune,
-                                                         run.seed, live, run.checkpoint_dir)
+                                                         run.seed, live, run.checkpoint_dir, run.runtime)
         result["frozen_parameters"] = frozen
         result["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         for key, value in result.items():

@@ -7,8 +7,7 @@ pretrain params with ``compare.objective_settings.NAME`` merged over them, writt
 import sys
 from pathlib import Path
 
-from ptft.artifacts import atomic_dir
-from ptft.data import read_split
+from ptft.data import read_split_dataset
 from ptft.modeling import language_model
 from ptft.stage import run_stage
 from ptft.training import open_live, pretrain_lm
@@ -22,13 +21,12 @@ with run_stage(stage) as run:
         pretrain = {**pretrain, **run.params["compare"]["objective_settings"][name]}
     objective = {"mlm": "masked", "clm": "causal"}[pretrain["objective"]]
     model, tokenizer = language_model(pretrain, run.params["model"], Path("data/tokenizer"))
-    train = list(read_split(Path("data/prepared"), "train")["text"])
-    validation = list(read_split(Path("data/prepared"), "validation")["text"])
+    train, validation = (read_split_dataset(Path("data/prepared"), split) for split in ("train", "validation"))
 
-    with atomic_dir(reports) as report:  # renamed into place only when complete
+    with run.output_dir(reports) as report:  # renamed into place only when complete
         live = open_live(report)
         result, run.facts["speed"] = pretrain_lm(model, tokenizer, train, validation, pretrain, run.seed, live,
-                                                 run.checkpoint_dir)
+                                                 run.checkpoint_dir, run.runtime)
         for key, value in result.items():
             live.log_metric(key, value, plot=False)
         live.end()

@@ -55,8 +55,9 @@ def repo(tmp_path, monkeypatch):
 
 def test_upstream_params_cover_every_stage_a_rebuild_runs(repo):
     keys = upstream_param_keys("finetune")
-    assert {"seed", "runtime.threads", "model", "finetune", "pretrain", "data", "prepare"} == keys
-    assert upstream_param_keys("prepare") == {"seed", "runtime.threads", "data", "prepare"}
+    assert {"seed", "runtime", "runtime.threads", "runtime.deterministic", "model", "finetune", "pretrain", "data",
+            "prepare"} == keys
+    assert upstream_param_keys("prepare") == {"seed", "runtime.threads", "runtime.deterministic", "data", "prepare"}
     assert producer_of("data/prepared/train.parquet", yaml.safe_load(open("dvc.yaml"))["stages"]) == \
         ("data/prepared", "prepare")
 

@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, GPT2ForSequenceClassification
 
 from ptft.modeling import build_causal_config, build_config, classifier
+from ptft.params import ParamsError
 from ptft.runtime import setup_runtime
 from ptft.tokenizer import save_tokenizer, train_tokenizer
 from ptft.training import (
@@ -190,3 +191,44 @@ def test_last_checkpoint_skips_one_cut_short(tmp_path):
             (tmp_path / f"checkpoint-{step}/trainer_state.json").write_text("{}")
     assert last_checkpoint(tmp_path).name == "checkpoint-20"
     assert last_checkpoint(tmp_path / "missing") is None
+
+
+def _clm_run(tokenizer, tmp_path, name: str, params: dict, runtime: dict | None = None) -> float:
+    """Pre-train a tiny causal LM (no masking, no dropout: only the arithmetic can differ)."""
+    setup_runtime(0, 1)
+    model = AutoModelForCausalLM.from_config(build_causal_config(MODEL, tokenizer))
+    base = {"objective": "clm", "evals": 2, "seq_len": 8, "epochs": 1, "batch_size": 8, "lr": 1e-3, "warmup": 0.0,
+            "weight_decay": 0.0}
+    live = open_live(tmp_path / name)
+    result, _ = pretrain_lm(model, tokenizer, TEXTS * 2, TEXTS[:5], {**base, **params}, 0, live,
+                            tmp_path / f"work-{name}", runtime)
+    live.end()
+    return result
+
+
+def test_accumulation_splits_the_global_batch_without_changing_the_result(tokenizer, tmp_path):
+    """batch_size is the global batch: 4 micro-batches of 2 take the same steps to the same loss as batches of 8."""
+    whole = _clm_run(tokenizer, tmp_path, "whole", {})
+    accumulated = _clm_run(tokenizer, tmp_path, "accumulated", {"accumulation": 4})
+    assert accumulated["steps"] == whole["steps"] > 1
+    assert accumulated["eval_loss"] == pytest.approx(whole["eval_loss"], rel=1e-4)
+    with pytest.raises(ParamsError, match=r"pretrain.batch_size \(8\) must be a multiple .* pretrain.accumulation \(3\)"):
+        _clm_run(tokenizer, tmp_path, "uneven", {"accumulation": 3})
+
+
+def test_torch_compile_trains_to_the_same_loss(tokenizer, tmp_path):
+    """runtime.compile runs the Trainer's model through torch.compile (inductor: a C++ compiler on CPU)."""
+    eager = _clm_run(tokenizer, tmp_path, "eager", {"epochs": 0.3})
+    compiled = _clm_run(tokenizer, tmp_path, "compiled", {"epochs": 0.3}, {"compile": True})
+    assert compiled["eval_loss"] == pytest.approx(eager["eval_loss"], rel=1e-3)
+
+
+def test_tf32_and_autotuning_only_when_determinism_is_off():
+    try:
+        setup_runtime(0, 1, deterministic=False)
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.benchmark
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        setup_runtime(0, 1)
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark

@@ -128,7 +128,8 @@ def _finetune(settings: dict[str, Any], params: dict[str, Any], train: pd.DataFr
     encode = lambda df: encode_labelled(list(df["text"]), list(df["label"]), model.config.label2id,  # noqa: E731
                                         tokenizer, settings["max_length"])
     # No epoch checkpoints (a run takes seconds to a minute): a killed cell redoes only its current seed.
-    metrics, _ = finetune_classifier(model, tokenizer, encode(train), encode(validation), settings, seed, None, None)
+    metrics, _ = finetune_classifier(model, tokenizer, encode(train), encode(validation), settings, seed, None, None,
+                                     params["runtime"])
     probs = predict_proba(model, tokenizer, list(test["text"]), params["evaluate"]["batch_size"],
                           settings["max_length"])
     return probs.argmax(-1), {key: metrics[key] for key in ("best_epoch", "validation_accuracy",

@@ -295,6 +295,11 @@ def read_split(directory: Path, name: str) -> pd.DataFrame:
     return pd.read_parquet(_prepared_file(directory, f"{name}.parquet"))
 
 
+def read_split_dataset(directory: Path, name: str) -> datasets.Dataset:
+    """One split's text as a file-backed ``datasets.Dataset``, so that maps over it are cached by fingerprint."""
+    return datasets.Dataset.from_parquet(str(_prepared_file(directory, f"{name}.parquet")), columns=["text"])
+
+
 def read_labels(directory: Path) -> list[str]:
     """Read the sorted label names written by write_splits."""
     return json.loads(_prepared_file(directory, "labels.json").read_text(encoding="utf-8"))

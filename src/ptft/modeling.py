@@ -254,3 +254,25 @@ def layerwise_param_groups(model: PreTrainedModel, lr: float, decay: float, weig
             groups.setdefault((depth.get(id(param), 0), no_decay), []).append(param)
     return [{"params": params, "lr": lr * decay**level, "weight_decay": 0.0 if no_decay else weight_decay}
             for (level, no_decay), params in sorted(groups.items())]
+
+
+def flops_per_token(model: PreTrainedModel, seq_len: int, predicted_fraction: float = 1.0) -> float:
+    """Training FLOPs (forward and backward) per input token of a language model, as PaLM's appendix B and
+    nanoGPT count them: 6 per weight of every matrix a token passes through, plus 12·layers·hidden·seq_len
+    for the attention scores and their weighted sum.
+
+    The weights counted (N) are the matrices of the transformer layers, once per token, and those of the LM
+    head (its dense transform and the vocabulary projection, tied to the input embeddings), once per
+    *predicted* token: ``predicted_fraction`` is the masking rate for an MLM that decodes only the
+    masked positions (sparse prediction), 1 for a causal LM or dense decoding. Embedding lookups,
+    norms and biases are not matrix products and are left out.
+    """
+    body = model.base_model
+    layers = _layer_stack(body)
+    per_token = sum(p.numel() for p in layers.parameters() if p.ndim == 2)
+    embeddings = {id(p) for module in _embeddings(body) for p in module.parameters()}
+    head = sum(p.numel() for name, p in model.named_parameters()
+               if p.ndim == 2 and id(p) not in embeddings and not name.startswith(f"{model.base_model_prefix}."))
+    vocab = model.get_input_embeddings().weight.numel()  # the tied vocabulary projection
+    hidden = model.config.hidden_size
+    return 6 * per_token + 6 * (head + vocab) * predicted_fraction + 12 * len(layers) * hidden * seq_len

@@ -1,4 +1,5 @@
-"""One switch for seeds, threads and deterministic kernels, called at the start of every stage."""
+"""One switch for seeds, threads and deterministic kernels, called at the start of every stage; and which
+process of a torchrun launch this is."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import numpy as np
 import torch
 
 
-def setup_runtime(seed: int, threads: int) -> None:
+def setup_runtime(seed: int, threads: int, deterministic: bool = True) -> None:
     """Seed every generator and fix the thread count, so a rerun gives the same bytes.
 
     CPU float results depend on the number of threads (reductions split differently), so the
-    count comes from ``runtime.threads`` rather than from the machine.
+    count comes from ``runtime.threads`` rather than from the machine. ``deterministic=False``
+    (``runtime.deterministic``) trades bit-exact reruns for speed on GPUs: cuDNN autotuning and
+    TF32 matmuls, which round to 10 mantissa bits, are allowed only then.
     """
     # cuBLAS needs this before the first CUDA call to pick deterministic workspaces.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -22,8 +25,18 @@ def setup_runtime(seed: int, threads: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cuda.matmul.allow_tf32 = not deterministic
+    torch.backends.cudnn.allow_tf32 = not deterministic
+
+
+def world_size() -> int:
+    """How many processes train together: ``torchrun --nproc_per_node=N`` sets WORLD_SIZE (1 otherwise)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun launch, or a plain ``python`` run: the only process that writes outputs."""
+    return int(os.environ.get("RANK", "0")) == 0

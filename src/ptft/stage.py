@@ -8,6 +8,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from ptft.artifacts import atomic_dir, write_json, write_text
 from ptft.cards import model_card
 from ptft.lineage import LINEAGE_FILE, environment, fingerprint, lineage_record, stage_inputs
 from ptft.params import load_params
-from ptft.runtime import setup_runtime
+from ptft.runtime import is_main_process, setup_runtime
 
 if TYPE_CHECKING:  # transformers takes seconds to import; stages without a model do not need it
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -43,6 +44,11 @@ class StageRun:
         return self.params["runtime"]["threads"]
 
     @property
+    def runtime(self) -> dict[str, Any]:
+        """The ``runtime`` params block: threads, determinism and the GPU speed options."""
+        return self.params["runtime"]
+
+    @property
     def checkpoint_dir(self) -> Path:
         """``checkpoints/<stage>/<hash of params and deps>``: a checkpoint from other inputs is never resumed."""
         return CHECKPOINTS / self.name / fingerprint(self.inputs)
@@ -53,11 +59,22 @@ class StageRun:
         write_json(out_dir / LINEAGE_FILE, record)
         return record
 
+    @contextmanager
+    def output_dir(self, path: str | Path) -> Iterator[Path]:
+        """A scratch directory renamed to ``path`` when the block succeeds (:func:`atomic_dir`). Under
+        torchrun only rank 0 writes outputs: the other processes get a throwaway directory."""
+        if is_main_process():
+            with atomic_dir(path) as out:
+                yield out
+        else:
+            with tempfile.TemporaryDirectory() as out:
+                yield Path(out)
+
     def save_model(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, artifact: str,
                    metrics: dict[str, Any], **card: str) -> None:
         """Save ``model`` and ``tokenizer`` to ``artifact`` in HF format, with ``lineage.json`` and a model card
         (``card``: the :func:`ptft.cards.model_card` texts), renamed into place only when all is written."""
-        with atomic_dir(artifact) as out:
+        with self.output_dir(artifact) as out:
             model.save_pretrained(out)
             tokenizer.save_pretrained(out)
             write_text(out / "README.md", model_card(lineage=self.write_lineage(out, artifact, metrics), **card))
@@ -70,25 +87,29 @@ def run_stage(name: str, seed: Callable[[dict[str, Any]], int] = lambda params: 
     Before: read and check params.yaml, seed everything and fix the threads, hash the stage's
     inputs, and drop checkpoints left by runs with other inputs. After success: remove the
     stage's checkpoints. Always: append the run's timings and host to ``logs/<stage>.jsonl``,
-    which is not a DVC output, so those facts never make a tracked file differ.
+    which is not a DVC output, so those facts never make a tracked file differ. Under torchrun,
+    every process trains but only rank 0 touches files outside the checkpoints.
     """
     params = load_params()
     run = StageRun(name, params, seed(params), {})
-    setup_runtime(run.seed, run.threads)
+    setup_runtime(run.seed, run.threads, params["runtime"]["deterministic"])
     run.inputs = stage_inputs(name, params)
+    main = is_main_process()
     stage_dir = CHECKPOINTS / name
-    for stale in (p for p in stage_dir.glob("*") if p != run.checkpoint_dir):
+    for stale in (p for p in stage_dir.glob("*") if main and p != run.checkpoint_dir):
         shutil.rmtree(stale, ignore_errors=True)
     started, status = time.time(), "failed"
     try:
         yield run
         status = "succeeded"
-        shutil.rmtree(stage_dir, ignore_errors=True)
+        if main:
+            shutil.rmtree(stage_dir, ignore_errors=True)
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
-        _append_run_log(run, status, started)
+        if main:
+            _append_run_log(run, status, started)
 
 
 def _append_run_log(run: StageRun, status: str, started: float) -> None:

@@ -28,6 +28,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ptft.metrics import classification_metrics
 from ptft.modeling import layerwise_param_groups
+from ptft.params import ParamsError
+from ptft.runtime import world_size
 
 # The step slot of the validation masks' seed: far above any real optimizer step.
 VALIDATION_MASK_KEY = 2**32 - 1
@@ -133,17 +135,41 @@ def open_live(directory: str | Path) -> Live:
     return Live(str(directory), save_dvc_exp=False, dvcyaml=None, report=None, monitor_system=False)
 
 
-def training_arguments(params: dict[str, Any], seed: int, work_dir: Path, **schedule: Any) -> TrainingArguments:
-    """The Trainer settings both stages share (from their params block), plus stage-specific ``schedule``."""
+def micro_batch(batch_size: int, accumulation: int, key: str) -> int:
+    """The per-process batch of one forward pass.
+
+    ``<key>.batch_size`` is the global batch of one optimizer step whatever the launch: torchrun's
+    processes and ``<key>.accumulation`` steps split it, so the schedule and the results do not
+    depend on how many processes share the work.
+    """
+    processes = world_size()
+    micro, rest = divmod(batch_size, processes * accumulation)
+    if rest or not micro:
+        raise ParamsError(f"{key}.batch_size ({batch_size}) must be a multiple of the number of processes "
+                          f"({processes}) times {key}.accumulation ({accumulation})")
+    return micro
+
+
+def training_arguments(params: dict[str, Any], seed: int, work_dir: Path, key: str,
+                       runtime: dict[str, Any] | None = None, **schedule: Any) -> TrainingArguments:
+    """The Trainer settings both stages share: the ``key`` params block (``pretrain`` or ``finetune``), the
+    ``runtime`` block's speed options (bf16 autocast, torch.compile), plus stage-specific ``schedule``."""
+    runtime = runtime or {}
+    accumulation = params.get("accumulation", 1)
     return TrainingArguments(
         output_dir=str(work_dir),
-        per_device_train_batch_size=params["batch_size"],
+        per_device_train_batch_size=micro_batch(params["batch_size"], accumulation, key),
+        gradient_accumulation_steps=accumulation,
         per_device_eval_batch_size=64,
         num_train_epochs=params["epochs"],
         learning_rate=params["lr"],
         weight_decay=params["weight_decay"],
         warmup_steps=params["warmup"],
         lr_scheduler_type="linear",
+        bf16=runtime.get("bf16", False),
+        torch_compile=runtime.get("compile", False),
+        # NCCL needs GPUs; gloo runs data-parallel training on CPUs.
+        ddp_backend=None if torch.cuda.is_available() or world_size() == 1 else "gloo",
         report_to="none",  # LiveCallback logs to dvclive instead
         seed=seed,
         data_seed=seed,
@@ -153,41 +179,54 @@ def training_arguments(params: dict[str, Any], seed: int, work_dir: Path, **sche
     )
 
 
-def group_texts(texts: list[str], tokenizer: PreTrainedTokenizerBase, block_size: int) -> Dataset:
+def _tokenize(batch: dict[str, list], tokenizer: PreTrainedTokenizerBase) -> dict[str, list]:
+    return tokenizer(batch["text"], return_attention_mask=False, return_token_type_ids=False)
+
+
+def _cut_blocks(batch: dict[str, list], block_size: int) -> dict[str, list]:
+    stream = np.fromiter(itertools.chain.from_iterable(batch["input_ids"]), dtype=np.int64)
+    n_blocks = len(stream) // block_size
+    return {"input_ids": stream[: n_blocks * block_size].reshape(n_blocks, block_size).tolist()}
+
+
+def group_texts(texts: Dataset | list[str], tokenizer: PreTrainedTokenizerBase, block_size: int,
+                num_proc: int | None = None) -> Dataset:
     """Tokenise ``texts``, concatenate them and cut the stream into blocks of ``block_size`` tokens.
 
     As in run_mlm.py: each document keeps its [CLS] ... [SEP] markers and blocks run across
-    document boundaries, so no token is spent on padding. The short tail is dropped.
+    document boundaries, so no token is spent on padding. The short tail is dropped. Tokenising
+    runs in ``num_proc`` processes; for a file-backed Dataset (:func:`ptft.data.read_split_dataset`)
+    ``datasets`` caches both steps by fingerprint, so a rerun with the same text and tokenizer
+    (a new learning rate, say) reads the blocks back instead of redoing them.
     """
-    encoded = Dataset.from_dict({"text": texts}).map(
-        lambda batch: tokenizer(batch["text"], return_attention_mask=False, return_token_type_ids=False),
-        batched=True,
-        remove_columns=["text"],
-    )
-    stream = np.fromiter((i for ids in encoded["input_ids"] for i in ids), dtype=np.int64)
-    n_blocks = len(stream) // block_size
-    blocks = stream[: n_blocks * block_size].reshape(n_blocks, block_size)
-    return Dataset.from_dict({"input_ids": blocks.tolist()})
+    data = texts if isinstance(texts, Dataset) else Dataset.from_dict({"text": list(texts)})
+    encoded = data.map(_tokenize, fn_kwargs={"tokenizer": tokenizer}, batched=True, remove_columns=data.column_names,
+                       num_proc=num_proc if num_proc and num_proc > 1 and len(data) >= 2 * num_proc else None,
+                       desc="tokenising")
+    # One batch: the stream runs across every document, so the blocks do not depend on num_proc.
+    return encoded.map(_cut_blocks, fn_kwargs={"block_size": block_size}, batched=True, batch_size=None,
+                       remove_columns=encoded.column_names, desc="grouping into blocks")
 
 
-def pretrain_lm(
+def pretrain_trainer(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    train_texts: list[str],
-    validation_texts: list[str],
+    train_texts: Dataset | list[str],
+    validation_texts: Dataset | list[str],
     params: dict[str, Any],
     seed: int,
-    live: Live,
+    live: Live | None,
     work_dir: Path,
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Language-model pre-training on ``train_texts``, resuming from a checkpoint in ``work_dir`` if one is there.
+    runtime: dict[str, Any] | None = None,
+    **schedule: Any,
+) -> Trainer:
+    """The pretrain stage's Trainer: blocks, masking (``mlm``) or shifted labels (``clm``), schedule, dvclive.
 
-    ``params["objective"]``: ``mlm`` (masked LM: masks seeded per step, validation masked once) or
-    ``clm`` (causal LM: predict each next token, nothing random beyond the data order).
-    Returns the validation loss and perplexity, and the run's speed (for the run log).
+    ``schedule`` overrides the evaluation and checkpoint schedule (the benchmark times bare steps).
     """
-    train = group_texts(train_texts, tokenizer, params["seq_len"])
-    validation = group_texts(validation_texts, tokenizer, params["seq_len"])
+    num_proc = (runtime or {}).get("threads")
+    train = group_texts(train_texts, tokenizer, params["seq_len"], num_proc)
+    validation = group_texts(validation_texts, tokenizer, params["seq_len"], num_proc)
     if params["objective"] == "mlm":
         masker = DataCollatorForLanguageModeling(
             tokenizer, mlm_probability=params["mask_prob"], mask_replace_prob=0.8, random_replace_prob=0.1
@@ -205,34 +244,41 @@ def pretrain_lm(
     # Evaluate and checkpoint on a multiple of the logging interval: a run resumed there logs the
     # same averaged losses as one that was never interrupted.
     eval_every = log_every * max(1, total_steps // params["evals"] // log_every)
-    args = training_arguments(
-        params,
-        seed,
-        work_dir,
-        logging_steps=log_every,
-        eval_strategy="steps",
-        eval_steps=eval_every,
-        save_strategy="steps",
-        save_steps=eval_every,
-        save_total_limit=1,
-    )
-    live_callback = LiveCallback(live)
-    trainer = trainer_class(
-        model=model,
-        args=args,
-        train_dataset=train,
-        eval_dataset=validation,
-        callbacks=[live_callback],
-        **extra,
-    )
+    args = training_arguments(params, seed, work_dir, "pretrain", runtime, **{
+        "logging_steps": log_every, "eval_strategy": "steps", "eval_steps": eval_every,
+        "save_strategy": "steps", "save_steps": eval_every, "save_total_limit": 1, **schedule})
+    return trainer_class(model=model, args=args, train_dataset=train, eval_dataset=validation,
+                         callbacks=[LiveCallback(live)] if live is not None else [], **extra)
+
+
+def pretrain_lm(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train_texts: Dataset | list[str],
+    validation_texts: Dataset | list[str],
+    params: dict[str, Any],
+    seed: int,
+    live: Live,
+    work_dir: Path,
+    runtime: dict[str, Any] | None = None,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Language-model pre-training on ``train_texts``, resuming from a checkpoint in ``work_dir`` if one is there.
+
+    ``params["objective"]``: ``mlm`` (masked LM: masks seeded per step, validation masked once) or
+    ``clm`` (causal LM: predict each next token, nothing random beyond the data order).
+    Returns the validation loss and perplexity, and the run's speed (for the run log).
+    """
+    trainer = pretrain_trainer(model, tokenizer, train_texts, validation_texts, params, seed, live, work_dir, runtime)
+    live_callback = next((c for c in trainer.callback_handler.callbacks if isinstance(c, LiveCallback)), None)
     _train(trainer, live_callback, last_checkpoint(work_dir))
     # The Trainer evaluates at the last step too: that is the final validation loss.
     loss = next(h["eval_loss"] for h in reversed(trainer.state.log_history) if "eval_loss" in h)
+    blocks = len(trainer.train_dataset)
     metrics = {
         "eval_loss": loss,
         "perplexity": math.exp(loss),
-        "train_blocks": len(train),
-        "train_tokens": len(train) * params["seq_len"],
+        "train_blocks": blocks,
+        "train_tokens": blocks * params["seq_len"],
         "steps": trainer.state.global_step,
     }
     speed = train_speed(trainer)
@@ -272,6 +318,7 @@ def finetune_classifier(
     seed: int,
     live: Live | None,
     work_dir: Path | None,
+    runtime: dict[str, Any] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Fine-tune, evaluate on validation every epoch and keep the epoch with the best macro-F1.
 
@@ -296,6 +343,8 @@ def finetune_classifier(
         params,
         seed,
         work_dir or Path(tempfile.gettempdir()) / "ptft-unsaved",  # written to only when saving
+        "finetune",
+        runtime,
         # About four loss points per epoch, on a step that divides the epoch: a run resumed from an
         # epoch checkpoint then logs the same averaged losses as an uninterrupted one.
         logging_steps=_divisor_near(steps_per_epoch, steps_per_epoch // 4),
