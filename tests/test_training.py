@@ -218,8 +218,12 @@ def test_accumulation_splits_the_global_batch_without_changing_the_result(tokeni
 
 def test_torch_compile_trains_to_the_same_loss(tokenizer, tmp_path):
     """runtime.compile runs the Trainer's model through torch.compile (inductor: a C++ compiler on CPU)."""
+    from torch._dynamo.utils import counters
+
     eager = _clm_run(tokenizer, tmp_path, "eager", {"epochs": 0.3})
+    counters.clear()
     compiled = _clm_run(tokenizer, tmp_path, "compiled", {"epochs": 0.3}, {"compile": True})
+    assert counters["stats"]["unique_graphs"] > 0  # dynamo did capture and compile the model
     assert compiled["eval_loss"] == pytest.approx(eager["eval_loss"], rel=1e-3)
 
 
