@@ -170,6 +170,10 @@ def training_arguments(params: dict[str, Any], seed: int, work_dir: Path, key: s
         torch_compile=runtime.get("compile", False),
         # NCCL needs GPUs; gloo runs data-parallel training on CPUs.
         ddp_backend=None if torch.cuda.is_available() or world_size() == 1 else "gloo",
+        # Each process averages its own loss and DDP averages the gradients. With the Trainer's
+        # token-count sharing across processes, a 2-process run here (transformers 5.x, gloo) scaled
+        # each process's loss by 2 without summing the counts: twice the true loss, logged and trained on.
+        average_tokens_across_devices=False,
         report_to="none",  # LiveCallback logs to dvclive instead
         seed=seed,
         data_seed=seed,
