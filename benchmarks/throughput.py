@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
@@ -111,7 +112,8 @@ def peak_flops(device: torch.device, quick: bool) -> dict[str, Any]:
         return {"device": name, "peak_flops": sheet or measured, "basis": "datasheet bf16 dense" if sheet
                 else "measured bf16 matmul", "measured_bf16_matmul_flops": measured}
     n = 1024 if quick else 2048
-    return {"device": platform.processor() or platform.machine(), "peak_flops": matmul_peak(device, torch.float32, n, 5),
+    return {"device": platform.processor() or platform.machine(),
+            "peak_flops": matmul_peak(device, torch.float32, n, 5),
             "basis": f"measured fp32 matmul {n}x{n}, {torch.get_num_threads()} threads"}
 
 
@@ -187,7 +189,7 @@ def overhead_and_mfu(params: dict[str, Any], train: Any, validation: Any, device
     sparse = getattr(model.config, "sparse_prediction", None)
     if sparse:  # the same weights, decoding every position
         dense_model = copy.deepcopy(model)
-        dense_model.config.sparse_prediction = False
+        dense_model.config.sparse_prediction = dense_model.sparse_prediction = False  # read once, in __init__
         arms["real_dense"] = build_trainer(params, pretrain, train, validation, steps, work / "dense", dense_model)
     batches = masked_batches(arms["real"][0], steps, device)
     bare_model = copy.deepcopy(model).to(device)
@@ -239,7 +241,15 @@ def scaling(params: dict[str, Any], train: Any, validation: Any, steps: int, war
     for row in rows:
         row["time_ratio"] = row["ms_per_step"] / base["ms_per_step"]
         row["flop_ratio"] = row["gflops_per_step"] / base["gflops_per_step"]
-    return rows
+    return {"rows": rows, "fit": _linear_fit(rows, "gflops_per_step", "ms_per_step")}
+
+
+def _linear_fit(rows: list[dict[str, Any]], x: str, y: str) -> dict[str, float]:
+    """Least squares ``y = fixed + slope * x`` over ``rows``; each row gets the fit's prediction (``fit``)."""
+    slope, fixed = np.polyfit([r[x] for r in rows], [r[y] for r in rows], 1)
+    for row in rows:
+        row["fit"] = fixed + slope * row[x]
+    return {"fixed": float(fixed), "slope": float(slope)}
 
 
 def corpus_fractions(params: dict[str, Any], work: Path, device: torch.device) -> list[dict[str, Any]]:
@@ -262,11 +272,11 @@ def corpus_fractions(params: dict[str, Any], work: Path, device: torch.device) -
                      "seconds": time.perf_counter() - start})
     for row in rows:
         row["time_ratio"], row["token_ratio"] = row["seconds"] / rows[-1]["seconds"], row["blocks"] / rows[-1]["blocks"]
-    return rows
+    return {"rows": rows, "fit": _linear_fit(rows, "blocks", "seconds")}
 
 
 def padding(params: dict[str, Any], steps: int, warmup: int, work: Path, device: torch.device) -> dict[str, Any]:
-    """Fine-tuning steps and validation inference with dynamic padding (and length grouping) vs padding to max_length."""
+    """Fine-tuning steps and validation inference: dynamic padding (and length grouping) vs padding to max_length."""
     finetune, labels = params["finetune"], read_labels(PREPARED)
     train, validation = read_split(PREPARED, "train"), read_split(PREPARED, "validation")
     results: dict[str, Any] = {}
@@ -281,17 +291,17 @@ def padding(params: dict[str, Any], steps: int, warmup: int, work: Path, device:
             ("dynamic", DataCollatorWithPadding(tokenizer), False),
             ("dynamic_grouped", DataCollatorWithPadding(tokenizer), True),
         ):
-            args = training_arguments({**finetune, "epochs": 1}, params["seed"], work / "ft", "finetune",
-                                      params["runtime"], max_steps=steps, eval_strategy="no", save_strategy="no",
-                                      logging_steps=steps, group_by_length=grouped)
+            args = training_arguments({**finetune, "epochs": 1, "group_by_length": grouped}, params["seed"],
+                                      work / "ft", "finetune", params["runtime"], max_steps=steps, eval_strategy="no",
+                                      save_strategy="no", logging_steps=steps)
             timer = StepTimes()
             Trainer(model=model, args=args, train_dataset=data, data_collator=collator, callbacks=[timer]).train()
             row[f"train_{name}_ms_per_step"] = 1000 * (timer.times[-1] - timer.times[warmup]) / (steps - 1 - warmup)
         texts = list(validation["text"])
-        for name, pad in (("max_length", "max_length"), ("dynamic", True)):
-            tokenizer.model_max_length = max_length
+        tokenizer.model_max_length = max_length
+        for name, sort in (("max_length", None), ("dynamic", False), ("dynamic_sorted", True)):
             start = time.perf_counter()
-            _predict(model, tokenizer, texts, params["evaluate"]["batch_size"], max_length, pad)
+            _predict(model, tokenizer, texts, params["evaluate"]["batch_size"], max_length, sort)
             row[f"eval_{name}_seconds"] = time.perf_counter() - start
         results[str(max_length)] = row
     return results
@@ -299,14 +309,16 @@ def padding(params: dict[str, Any], steps: int, warmup: int, work: Path, device:
 
 @torch.inference_mode()
 def _predict(model: torch.nn.Module, tokenizer: Any, texts: list[str], batch_size: int, max_length: int,
-             pad: bool | str) -> None:
-    if pad is True:  # the evaluate stage's own path
+             sort: bool | None) -> None:
+    """Validation inference padded to max_length (``sort=None``), to each batch's longest text in the
+    split's order (False), or longest first as the evaluate stage does (True)."""
+    if sort:
         predict_proba(model, tokenizer, texts, batch_size, max_length)
         return
     model.eval()
     for start in range(0, len(texts), batch_size):
-        model(**tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length, padding=pad,
-                          return_tensors="pt"))
+        model(**tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length,
+                          padding="max_length" if sort is None else True, return_tensors="pt"))
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -322,25 +334,38 @@ def markdown(result: dict[str, Any]) -> str:
             mfu = o[name].get("mfu", o[name].get("flops_per_token", 0) * o[name]["tokens_per_second"] / p["peak_flops"])
             lines.append(f"| {label} | {o[name]['tokens_per_second']:,.0f} | {o[name]['peak_memory_mb']:,.0f} | "
                          f"{100 * mfu:.1f}% |")
-    lines.append(f"\nptft path / bare loop: **{o['real_over_bare']:.3f}**; FLOPs per token {o['real']['flops_per_token']:,.0f}.")
+    lines.append(f"\nptft path / bare loop: **{o['real_over_bare']:.3f}**; "
+                 f"FLOPs per token {o['real']['flops_per_token']:,.0f}.")
     if "sparse_over_dense" in o:
         lines.append(f"Sparse MLM prediction: {o['sparse_over_dense']:.2f}x the tokens/s of dense decoding.")
-    lines += ["\n## Time per pretrain step\n", "| seq_len | batch | ms/step | tokens/s | time ratio | FLOP ratio |",
-              "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['seq_len']} | {r['batch_size']} | {r['ms_per_step']:.1f} | {r['tokens_per_second']:,.0f} | "
-              f"{r['time_ratio']:.2f} | {r['flop_ratio']:.2f} |" for r in result["scaling"]]
+    scale = result["scaling"]
+    lines += ["\n## Time per pretrain step\n",
+              "| seq_len | batch | GFLOP/step | ms/step | fitted ms | tokens/s | time ratio | FLOP ratio |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['seq_len']} | {r['batch_size']} | {r['gflops_per_step']:.2f} | {r['ms_per_step']:.1f} | "
+              f"{r['fit']:.1f} | {r['tokens_per_second']:,.0f} | {r['time_ratio']:.2f} | {r['flop_ratio']:.2f} |"
+              for r in scale["rows"]]
+    fixed, slope = scale["fit"]["fixed"], scale["fit"]["slope"]
+    lines.append(f"\nFit: {fixed:.1f} ms per step whatever its size, plus {slope:.1f} ms per GFLOP "
+                 f"({1000 / slope:.0f} GFLOP/s at the margin).")
     lines += ["\n## The pretrain stage's work (1 epoch) by share of the train split\n",
-              "| share | documents | blocks | seconds | time ratio | token ratio |", "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['fraction']:.0%} | {r['documents']} | {r['blocks']} | {r['seconds']:.1f} | {r['time_ratio']:.2f} | "
-              f"{r['token_ratio']:.2f} |" for r in result["corpus"]]
+              "| share | documents | blocks | seconds | time ratio | token ratio |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['fraction']:.0%} | {r['documents']} | {r['blocks']} | {r['seconds']:.1f} | "
+              f"{r['time_ratio']:.2f} | {r['token_ratio']:.2f} |" for r in result["corpus"].get("rows", [])]
+    if result["corpus"]:
+        fit = result["corpus"]["fit"]
+        lines.append(f"\nFit: {fit['fixed']:.1f} s whatever the corpus size, plus {1000 * fit['slope']:.2f} s "
+                     "per 1,000 blocks.")
     lines += ["\n## Fine-tuning and evaluation: padding\n",
               "| max_length | truncated | mean tokens | train ms/step: max_length / dynamic / grouped | "
-              "validation inference s: max_length / dynamic |", "| --- | --- | --- | --- | --- |"]
+              "validation inference s: max_length / dynamic / sorted |", "| --- | --- | --- | --- | --- |"]
     for max_length, r in result["padding"].items():
         lines.append(f"| {max_length} | {r['truncated_share']:.0%} | {r['mean_tokens']:.0f} | "
                      f"{r['train_max_length_ms_per_step']:.0f} / {r['train_dynamic_ms_per_step']:.0f} / "
                      f"{r['train_dynamic_grouped_ms_per_step']:.0f} | "
-                     f"{r['eval_max_length_seconds']:.2f} / {r['eval_dynamic_seconds']:.2f} |")
+                     f"{r['eval_max_length_seconds']:.2f} / {r['eval_dynamic_seconds']:.2f} / "
+                     f"{r['eval_dynamic_sorted_seconds']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -369,7 +394,7 @@ def main() -> None:
             "overhead": overhead_and_mfu(params, train, validation, device, peak["peak_flops"], steps, rounds, warmup,
                                          work),
             "scaling": scaling(params, train, validation, max(steps // 2, warmup + 3), warmup, work, device),
-            "corpus": corpus_fractions(params, work, device) if not args.quick else [],
+            "corpus": corpus_fractions(params, work, device) if not args.quick else {},
             "padding": padding(params, max(steps // 2, warmup + 3), warmup, work, device),
         }
     args.out.mkdir(parents=True, exist_ok=True)

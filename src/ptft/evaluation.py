@@ -25,13 +25,21 @@ from ptft.stage import run_stage
 @torch.inference_mode()
 def predict_proba(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
                   batch_size: int, max_length: int | None = None) -> np.ndarray:
-    """Class probabilities for ``texts`` (rows) in the order of the model's label ids (columns)."""
+    """Class probabilities for ``texts`` (rows) in the order of the model's label ids (columns).
+
+    Batches are formed longest first and padded to their own longest text, so few positions are
+    padding; the rows come back in the order of ``texts``.
+    """
     model.eval()
-    probs = [torch.softmax(model(**tokenizer(texts[start : start + batch_size], truncation=True,
-                                             max_length=max_length, padding=True, return_tensors="pt")
-                                 ).logits.float(), dim=-1).numpy()
-             for start in range(0, len(texts), batch_size)]
-    return np.concatenate(probs) if probs else np.zeros((0, model.config.num_labels))
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
+    probs = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    for start in range(0, len(texts), batch_size):
+        rows = order[start : start + batch_size]
+        batch = tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt")
+        batch = {key: value.to(model.device) for key, value in batch.items()}
+        probs[rows] = torch.softmax(model(**batch).logits.float(), dim=-1).cpu().numpy()
+    return probs
 
 
 def evaluate_split(model_dir: Path, split: pd.DataFrame, out_dir: Path, batch_size: int, title: str) -> dict[str, Any]:

@@ -14,14 +14,16 @@ def setup_runtime(seed: int, threads: int, deterministic: bool = True) -> None:
     """Seed every generator and fix the thread count, so a rerun gives the same bytes.
 
     CPU float results depend on the number of threads (reductions split differently), so the
-    count comes from ``runtime.threads`` rather than from the machine. ``deterministic=False``
+    count comes from ``runtime.threads`` rather than from the machine; torchrun's processes on one
+    machine share them (two processes on two cores with two threads each ran 14x slower, spinning
+    against each other). ``deterministic=False``
     (``runtime.deterministic``) trades bit-exact reruns for speed on GPUs: cuDNN autotuning and
     TF32 matmuls, which round to 10 mantissa bits, are allowed only then.
     """
     # cuBLAS needs this before the first CUDA call to pick deterministic workspaces.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    torch.set_num_threads(threads)
+    torch.set_num_threads(max(1, threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

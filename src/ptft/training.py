@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from datasets import Dataset
 from dvclive import Live
 from transformers import (
@@ -166,6 +167,8 @@ def training_arguments(params: dict[str, Any], seed: int, work_dir: Path, key: s
         weight_decay=params["weight_decay"],
         warmup_steps=params["warmup"],
         lr_scheduler_type="linear",
+        # Batches of similar length need less padding (a fine-tuning option; pretrain blocks are all full).
+        train_sampling_strategy="group_by_length" if params.get("group_by_length") else "random",
         bf16=runtime.get("bf16", False),
         torch_compile=runtime.get("compile", False),
         # NCCL needs GPUs; gloo runs data-parallel training on CPUs.
@@ -228,9 +231,11 @@ def pretrain_trainer(
 
     ``schedule`` overrides the evaluation and checkpoint schedule (the benchmark times bare steps).
     """
-    num_proc = (runtime or {}).get("threads")
-    train = group_texts(train_texts, tokenizer, params["seq_len"], num_proc)
-    validation = group_texts(validation_texts, tokenizer, params["seq_len"], num_proc)
+    num_proc = torch.get_num_threads() if runtime else None
+    # Under torchrun, rank 0 tokenises and fills the datasets cache; the other processes then read it.
+    with PartialState().main_process_first():
+        train = group_texts(train_texts, tokenizer, params["seq_len"], num_proc)
+        validation = group_texts(validation_texts, tokenizer, params["seq_len"], num_proc)
     if params["objective"] == "mlm":
         masker = DataCollatorForLanguageModeling(
             tokenizer, mlm_probability=params["mask_prob"], mask_replace_prob=0.8, random_replace_prob=0.1
