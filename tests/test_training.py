@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, GPT2ForSequenceClassification
@@ -212,7 +213,7 @@ def test_accumulation_splits_the_global_batch_without_changing_the_result(tokeni
     accumulated = _clm_run(tokenizer, tmp_path, "accumulated", {"accumulation": 4})
     assert accumulated["steps"] == whole["steps"] > 1
     assert accumulated["eval_loss"] == pytest.approx(whole["eval_loss"], rel=1e-4)
-    with pytest.raises(ParamsError, match=r"pretrain.batch_size \(8\) must be a multiple .* accumulation \(3\)"):
+    with pytest.raises(ParamsError, match=r"pretrain.batch_size \(8\) must be a multiple .*pretrain.accumulation \(3\)"):
         _clm_run(tokenizer, tmp_path, "uneven", {"accumulation": 3})
 
 
@@ -236,3 +237,15 @@ def test_tf32_and_autotuning_only_when_determinism_is_off():
         setup_runtime(0, 1)
     assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
     assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+
+
+def test_predict_proba_batches_longest_first_and_returns_rows_in_input_order(tokenizer, tmp_path):
+    from ptft.evaluation import predict_proba
+
+    tokenizer.save_pretrained(tmp_path / "tok")
+    model, tok = classifier("scratch", MODEL, tmp_path / "tok", ["a", "b", "c"], "mean")
+    texts = [" ".join(TEXTS[: 1 + i % 5]) for i in range(11)]  # lengths out of order
+    together = predict_proba(model, tok, texts, batch_size=4, max_length=48)
+    alone = [predict_proba(model, tok, [text], batch_size=1, max_length=48)[0] for text in texts]
+    assert together.shape == (11, 3)
+    assert np.abs(together - np.stack(alone)).max() < 1e-5  # padding never changes a row's prediction

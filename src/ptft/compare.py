@@ -238,7 +238,7 @@ def markdown(results: dict[str, Any], params: dict[str, Any]) -> str:
         lines.append(f"\n{arm}: {reason}.")
     if "minilm" not in methods:
         lines.append("\nminilm (all-MiniLM-L6-v2): not run; list budgets in compare.minilm_budgets (it needs the "
-                     "minilm extra, and costs about a minute per seed at 100 labels on 2 CPU cores).")
+                     "minilm extra, and costs about 100 s per seed at 100 labels on 2 CPU cores).")
     return "\n".join(lines) + "\n"
 
 
