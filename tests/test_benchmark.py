@@ -1,0 +1,23 @@
+"""The throughput benchmark runs end to end (its numbers are measured, not tested: see the README)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from tests.conftest import run
+
+
+def test_benchmark_quick_run_writes_its_tables(smoke_run, tmp_path):
+    clone = smoke_run[0]
+    run([sys.executable, "benchmarks/throughput.py", "--quick", "--config", "configs/smoke.yaml", "--out",
+         str(tmp_path)], clone)
+    result = json.loads((tmp_path / "throughput.json").read_text())
+    overhead = result["overhead"]
+    for path in ("real", "bare", "real_dense"):
+        assert overhead[path]["tokens_per_second"] > 0 and overhead[path]["peak_memory_mb"] > 0
+    assert 0 < overhead["real"]["mfu"] < 1 and overhead["real"]["flops_per_token"] > 0
+    assert {(row["seq_len"], row["batch_size"]) for row in result["scaling"]["rows"]} == \
+        {(64, 8), (64, 32)}  # the smoke model has 64 positions
+    assert set(result["padding"]) == {"32", "64"}  # smoke's finetune.max_length, and the longest the model takes
+    assert "| ptft pretrain path" in (tmp_path / "throughput.md").read_text()
