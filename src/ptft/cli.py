@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ptft.params import PARAMS_FILE, ParamsError, merge_files
+from ptft.predict import PredictError
 from ptft.report import ReportError, build_report
 from ptft.trace import LineageError, trace
 
@@ -25,6 +26,15 @@ def main(argv: list[str] | None = None) -> int:
                                                  "revision (what the pull-request comment shows)")
     report.add_argument("--base", default="main", help="git revision to compare with (default: main)")
     report.add_argument("--out", default="pr-report", help="directory for report.md and its PNGs (default: pr-report)")
+    predict = commands.add_parser("predict", help="label texts with a fine-tuned model: JSON lines with the label, "
+                                                  "its score and every class probability")
+    predict.add_argument("input", nargs="?", default="-", help="a .txt file (one text per line), a .csv/.jsonl/"
+                                                               ".parquet file (see --column), or - for stdin (default)")
+    predict.add_argument("--model", default="models/finetuned", help="model directory (default: models/finetuned)")
+    predict.add_argument("--column", default="text", help="the text column of a table input (default: text)")
+    predict.add_argument("--output", "-o", default="-", help="JSONL file to write (default: - for stdout)")
+    predict.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default: 64)")
+    predict.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
     try:
         if args.command == "merge-params":
@@ -34,7 +44,13 @@ def main(argv: list[str] | None = None) -> int:
             print(trace(args.artifact))
         elif args.command == "report":
             print(build_report(args.base, args.out), end="")
-    except (ParamsError, LineageError, ReportError) as err:
+        elif args.command == "predict":
+            from ptft.predict import write_predictions  # imports transformers: only when predicting
+
+            count = write_predictions(args.model, args.input, args.output, args.column, args.batch_size, args.device)
+            if args.output != "-":
+                print(f"wrote {count} predictions to {args.output}", file=sys.stderr)
+    except (ParamsError, LineageError, ReportError, PredictError) as err:
         print(f"ptft: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,115 @@
+"""``ptft predict``: label texts with a fine-tuned model, as JSON lines with every class probability."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:  # transformers takes seconds to import; `ptft --help` should not wait for it
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+TABLE_READERS = {".csv": pd.read_csv, ".jsonl": lambda path: pd.read_json(path, lines=True),
+                 ".parquet": pd.read_parquet}
+CHUNK = 512  # texts per progress update
+
+
+class PredictError(ValueError):
+    """A bad model directory or input file, with what to do about it."""
+
+
+def read_texts(source: str, column: str) -> list[str]:
+    """Texts from ``source``: ``-`` (stdin) or a ``.txt`` file, one per line (blank lines skipped), or the
+    ``column`` of a ``.csv``/``.jsonl``/``.parquet`` file."""
+    if source == "-":
+        return [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+    path = Path(source)
+    if not path.is_file():
+        raise PredictError(f"input '{source}' does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        return [line.rstrip("\r\n") for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    if suffix not in TABLE_READERS:
+        raise PredictError(f"input '{source}': unsupported extension '{suffix}'; use .txt (one text per line), "
+                           ".csv, .jsonl or .parquet (with --column), or - for stdin")
+    try:
+        table = TABLE_READERS[suffix](path)
+    except ValueError as err:
+        raise PredictError(f"input '{source}' could not be read as {suffix[1:]}: {err}") from err
+    if column not in table.columns:
+        raise PredictError(f"input '{source}' has no column '{column}'; its columns are {list(table.columns)}. "
+                           "Name the text column with --column")
+    return table[column].fillna("").astype(str).tolist()
+
+
+def load_classifier(model_dir: str, device: str = "auto") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model and tokenizer in ``model_dir``, from safetensors only (a pickle is never loaded)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = Path(model_dir)
+    if not (path / "config.json").is_file():
+        raise PredictError(f"--model '{model_dir}' is not a model directory (no config.json); "
+                           "use models/finetuned after `dvc repro finetune`")
+    if not any(path.glob("*.safetensors")):
+        pickles = sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt*"))
+        raise PredictError(f"--model '{model_dir}' holds no .safetensors weights"
+                           + (f" (only {', '.join(pickles)}, pickle files that ptft never loads: they can run code)"
+                              if pickles else "")
+                           + "; convert it with save_pretrained(..., safe_serialization=True) where you trust it")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(device), tokenizer
+
+
+def predictions(model_dir: str, texts: list[str], batch_size: int, device: str = "auto",
+                progress: IO[str] | None = None) -> Iterator[dict]:
+    """One record per text, in order: the label, its probability and every class's probability."""
+    from ptft.evaluation import predict_proba
+
+    model, tokenizer = load_classifier(model_dir, device)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    started = time.monotonic()
+    for start in range(0, len(texts), CHUNK):
+        probs = predict_proba(model, tokenizer, texts[start : start + CHUNK], batch_size)
+        for row in probs:
+            best = int(row.argmax())
+            yield {"label": labels[best], "score": round(float(row[best]), 6),
+                   "probabilities": {label: round(float(p), 6) for label, p in zip(labels, row)}}
+        if progress is not None and len(texts) > CHUNK:
+            done, elapsed = min(start + CHUNK, len(texts)), time.monotonic() - started
+            eta = elapsed / done * (len(texts) - done)
+            end = "\r" if progress.isatty() and done < len(texts) else "\n"
+            print(f"predicted {done}/{len(texts)} texts, {elapsed:.0f} s, ETA {eta:.0f} s", end=end, file=progress,
+                  flush=True)
+
+
+def write_predictions(model_dir: str, source: str, output: str, column: str, batch_size: int, device: str) -> int:
+    """Predict every text of ``source`` and write JSON lines to ``output`` (``-``: stdout); return the count.
+
+    A file is written under a temporary name and renamed when complete, so an interrupted run
+    leaves no output that looks finished.
+    """
+    texts = read_texts(source, column)
+    records = predictions(model_dir, texts, batch_size, device, progress=sys.stderr)
+    if output == "-":
+        for record in records:
+            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return len(texts)
+    tmp = Path(output).with_name(f".{Path(output).name}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as out:
+            for record in records:
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return len(texts)

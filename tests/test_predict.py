@@ -1,0 +1,85 @@
+"""``ptft predict`` on the smoke run's fine-tuned model, and safe loading (never unpickle a checkpoint)."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import shutil
+
+import pandas as pd
+import pytest
+
+from ptft.cli import main
+
+TEXTS = ["Shares rose after the bank raised its profit forecast.", "The striker scored twice in the cup final.",
+         "MPs voted on the new budget today.", "The film won three awards at the festival."]
+
+
+@pytest.fixture(scope="module")
+def model_dir(smoke_run):
+    return smoke_run[0] / "models/finetuned"
+
+
+def _records(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_predict_a_text_file_matches_the_transformers_pipeline(model_dir, tmp_path, capsys):
+    from transformers import pipeline
+
+    source = tmp_path / "texts.txt"
+    source.write_bytes(("\ufeff" + "\r\n\r\n".join(TEXTS) + "\r\n").encode())  # BOM, CRLF, blank lines
+    assert main(["predict", str(source), "--model", str(model_dir), "--output", str(tmp_path / "out.jsonl")]) == 0
+    records = _records((tmp_path / "out.jsonl").read_text())
+    classify = pipeline("text-classification", model=str(model_dir))
+    assert [r["label"] for r in records] == [p["label"] for p in classify(TEXTS)]
+    for record in records:
+        assert set(record["probabilities"]) == set(classify.model.config.label2id)
+        assert sum(record["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+        assert record["score"] == max(record["probabilities"].values())
+    assert "wrote 4 predictions" in capsys.readouterr().err
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_predict_reads_a_table_column_and_stdin(model_dir, tmp_path, capsys, monkeypatch):
+    pd.DataFrame({"id": range(4), "body": TEXTS}).to_csv(tmp_path / "t.csv", index=False)
+    assert main(["predict", str(tmp_path / "t.csv"), "--column", "body", "--model", str(model_dir)]) == 0
+    from_csv = _records(capsys.readouterr().out)
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(TEXTS) + "\n"))
+    assert main(["predict", "--model", str(model_dir), "--batch-size", "3"]) == 0
+    assert _records(capsys.readouterr().out) == from_csv and len(from_csv) == 4
+
+    assert main(["predict", str(tmp_path / "t.csv"), "--model", str(model_dir)]) == 2
+    assert "has no column 'text'; its columns are ['id', 'body']" in capsys.readouterr().err
+    (tmp_path / "t.docx").write_text("x")
+    assert main(["predict", str(tmp_path / "t.docx"), "--model", str(model_dir)]) == 2
+    assert "unsupported extension '.docx'" in capsys.readouterr().err
+
+
+class _Payload:
+    """Unpickling this runs code: it would create the marker file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickle_only_checkpoint_is_refused_and_never_unpickled(model_dir, tmp_path, capsys):
+    unsafe = tmp_path / "unsafe"
+    unsafe.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(model_dir / name, unsafe / name)
+    marker = tmp_path / "payload-ran"
+    (unsafe / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload(str(marker))))
+
+    assert main(["predict", "--model", str(unsafe)]) == 2
+    assert "holds no .safetensors weights (only pytorch_model.bin, pickle files that ptft never loads" in \
+        capsys.readouterr().err
+    from ptft.modeling import classifier  # the stages' loader: safetensors only, too
+
+    with pytest.raises(OSError):
+        classifier(str(unsafe), {}, None, ["a", "b"], "mean")
+    assert not marker.exists()
