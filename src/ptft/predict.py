@@ -48,11 +48,8 @@ def read_texts(source: str, column: str) -> list[str]:
     return table[column].fillna("").astype(str).tolist()
 
 
-def load_classifier(model_dir: str, device: str = "auto") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The model and tokenizer in ``model_dir``, from safetensors only (a pickle is never loaded)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
+def check_model_dir(model_dir: str) -> Path:
+    """``model_dir`` if it holds a config and safetensors weights; a pickle-only checkpoint is refused unread."""
     path = Path(model_dir)
     if not (path / "config.json").is_file():
         raise PredictError(f"--model '{model_dir}' is not a model directory (no config.json); "
@@ -63,6 +60,15 @@ def load_classifier(model_dir: str, device: str = "auto") -> tuple[PreTrainedMod
                            + (f" (only {', '.join(pickles)}, pickle files that ptft never loads: they can run code)"
                               if pickles else "")
                            + "; convert it with save_pretrained(..., safe_serialization=True) where you trust it")
+    return path
+
+
+def load_classifier(model_dir: str, device: str = "auto") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model and tokenizer in ``model_dir``, from safetensors only (a pickle is never loaded)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = check_model_dir(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
     if device == "auto":
@@ -98,6 +104,7 @@ def write_predictions(model_dir: str, source: str, output: str, column: str, bat
     A file is written under a temporary name and renamed when complete, so an interrupted run
     leaves no output that looks finished.
     """
+    check_model_dir(model_dir)  # before reading stdin or a large file
     texts = read_texts(source, column)
     records = predictions(model_dir, texts, batch_size, device, progress=sys.stderr)
     if output == "-":
