@@ -220,8 +220,8 @@ def overhead_and_mfu(params: dict[str, Any], train: Any, validation: Any, device
     return result
 
 
-def scaling(params: dict[str, Any], train: Any, validation: Any, steps: int, warmup: int, work: Path,
-            device: torch.device) -> list[dict[str, Any]]:
+def scaling(params: dict[str, Any], train: Any, validation: Any, steps: int, warmup: int,
+            work: Path) -> dict[str, Any]:
     """Time per pretrain step at sequence lengths 64/128/256 and global batches 8/32, against the FLOP count."""
     rows = []
     for seq_len in (64, 128, 256):
@@ -252,7 +252,7 @@ def _linear_fit(rows: list[dict[str, Any]], x: str, y: str) -> dict[str, float]:
     return {"fixed": float(fixed), "slope": float(slope)}
 
 
-def corpus_fractions(params: dict[str, Any], work: Path, device: torch.device) -> list[dict[str, Any]]:
+def corpus_fractions(params: dict[str, Any], work: Path) -> dict[str, Any]:
     """The pretrain stage's work (tokenise, group, one epoch, evaluate) on 25/50/100% of the train split."""
     full = read_split_dataset(PREPARED, "train")
     validation = read_split_dataset(PREPARED, "validation")
@@ -275,7 +275,7 @@ def corpus_fractions(params: dict[str, Any], work: Path, device: torch.device) -
     return {"rows": rows, "fit": _linear_fit(rows, "blocks", "seconds")}
 
 
-def padding(params: dict[str, Any], steps: int, warmup: int, work: Path, device: torch.device) -> dict[str, Any]:
+def padding(params: dict[str, Any], steps: int, warmup: int, work: Path) -> dict[str, Any]:
     """Fine-tuning steps and validation inference: dynamic padding (and length grouping) vs padding to max_length."""
     finetune, labels = params["finetune"], read_labels(PREPARED)
     train, validation = read_split(PREPARED, "train"), read_split(PREPARED, "validation")
@@ -393,9 +393,9 @@ def main() -> None:
             "threads": torch.get_num_threads(), "torch": torch.__version__, "peak": peak,
             "overhead": overhead_and_mfu(params, train, validation, device, peak["peak_flops"], steps, rounds, warmup,
                                          work),
-            "scaling": scaling(params, train, validation, max(steps // 2, warmup + 3), warmup, work, device),
-            "corpus": corpus_fractions(params, work, device) if not args.quick else {},
-            "padding": padding(params, max(steps // 2, warmup + 3), warmup, work, device),
+            "scaling": scaling(params, train, validation, max(steps // 2, warmup + 3), warmup, work),
+            "corpus": corpus_fractions(params, work) if not args.quick else {},
+            "padding": padding(params, max(steps // 2, warmup + 3), warmup, work),
         }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "throughput.json").write_text(json.dumps(result, indent=2) + "\n")
