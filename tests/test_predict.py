@@ -83,3 +83,14 @@ def test_a_pickle_only_checkpoint_is_refused_and_never_unpickled(model_dir, tmp_
     with pytest.raises(OSError):
         classifier(str(unsafe), {}, None, ["a", "b"], "mean")
     assert not marker.exists()
+
+
+def test_unreadable_input_and_bad_batch_size_are_clear_errors(tmp_path, capsys):
+    from ptft.predict import PredictError, read_texts
+
+    (tmp_path / "latin.txt").write_bytes("caf\xe9 au lait\n".encode("cp1252"))
+    with pytest.raises(PredictError, match=r"latin.txt' is not UTF-8 \(byte 3\); re-encode it"):
+        read_texts(str(tmp_path / "latin.txt"), "text")
+    with pytest.raises(SystemExit):
+        main(["predict", "--batch-size", "0"])
+    assert "--batch-size: must be a positive whole number, got '0'" in capsys.readouterr().err

@@ -11,6 +11,12 @@ from ptft.report import ReportError, build_report
 from ptft.trace import LineageError, trace
 
 
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {value!r}")
+    return int(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ptft", description="ptft: pre-train and fine-tune text classifiers on DVC")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -33,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--model", default="models/finetuned", help="model directory (default: models/finetuned)")
     predict.add_argument("--column", default="text", help="the text column of a table input (default: text)")
     predict.add_argument("--output", "-o", default="-", help="JSONL file to write (default: - for stdout)")
-    predict.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default: 64)")
+    predict.add_argument("--batch-size", type=_positive, default=64, help="texts per forward pass (default: 64)")
     predict.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
     try:

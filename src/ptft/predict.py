@@ -34,7 +34,12 @@ def read_texts(source: str, column: str) -> list[str]:
         raise PredictError(f"input '{source}' does not exist")
     suffix = path.suffix.lower()
     if suffix == ".txt":
-        return [line.rstrip("\r\n") for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise PredictError(f"input '{source}' is not UTF-8 (byte {err.start}); re-encode it, e.g. "
+                               f"iconv -f cp1252 -t utf-8 '{source}'") from err
+        return [line for line in text.splitlines() if line.strip()]
     if suffix not in TABLE_READERS:
         raise PredictError(f"input '{source}': unsupported extension '{suffix}'; use .txt (one text per line), "
                            ".csv, .jsonl or .parquet (with --column), or - for stdin")
