@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -101,6 +102,9 @@ def run_stage(name: str, seed: Callable[[dict[str, Any]], int] = lambda params: 
         for stale in (p for p in stage_dir.glob("*") if main and p != run.checkpoint_dir):
             shutil.rmtree(stale, ignore_errors=True)
         started, status = time.time(), "failed"
+        # SIGTERM (kill, a scheduler, CI's timeout) stops the stage as Ctrl-C does: scratch outputs are
+        # removed, the run log says "interrupted", and the checkpoints stay for the next `dvc repro`.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             yield run
             status = "succeeded"
@@ -110,11 +114,16 @@ def run_stage(name: str, seed: Callable[[dict[str, Any]], int] = lambda params: 
             status = "interrupted"
             raise
         finally:
+            signal.signal(signal.SIGTERM, previous)
             if main:
                 _append_run_log(run, status, started)
     except UserError as err:  # a bad param, path or data row: the message says what to fix
         print(f"{name}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
 
 
 def _append_run_log(run: StageRun, status: str, started: float) -> None:
