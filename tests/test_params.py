@@ -107,3 +107,54 @@ def test_every_stage_depends_on_exactly_the_code_its_script_can_import():
                 todo.append(module)
         code = {dep for dep in spec["deps"] if dep.startswith(("src/", "stages/"))}
         assert code == {script} | reachable, f"{name}: deps {sorted(code)}, imports {sorted(reachable)}"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"finetune": {"learnig_rate": 1e-3}}, "unknown param 'finetune.learnig_rate'; did you mean 'finetune.lr'?"),
+    ({"finetuen": {}}, "unknown param 'finetuen'; did you mean 'finetune'?"),
+    ({"finetune": {"lr": -1e-4}}, "finetune.lr: Input should be greater than 0 (got -0.0001)"),
+    ({"pretrain": {"lr": 0.0}}, "pretrain.lr: Input should be greater than 0 (got 0.0)"),
+    ({"finetune": {"lr": "1e-3"}}, "finetune.lr: Input should be a valid number (got '1e-3')"),  # PyYAML: a string
+    ({"finetune": {"epochs": "ten"}}, "finetune.epochs: Input should be a valid number (got 'ten')"),
+    ({"prepare": {"validation_fraction": 0.5, "test_fraction": 0.45}}, "leaves no real train split"),
+    ({"prepare": {"test_fraction": 1.5}}, "prepare.test_fraction: Input should be less than 1 (got 1.5)"),
+    ({"finetune": {"train_examples": 0}}, "finetune.train_examples: Input should be greater than 0 (got 0)"),
+    ({"model": {"heads": 3}}, "model.heads (3) must divide model.hidden (128)"),
+    ({"pretrain": {"seq_len": 1024}}, "pretrain.seq_len (1024) exceeds model.max_position (512)"),
+    ({"finetune": {"max_length": 600}}, "finetune.max_length (600) exceeds model.max_position (512)"),
+    ({"pretrain": {"objective": "mlmx"}}, "pretrain.objective: Input should be 'mlm' or 'clm' (got 'mlmx')"),
+    ({"model": {"family": "gpt"}}, "model.family: Input should be 'modernbert' or 'bert' (got 'gpt')"),
+    ({"finetune": {"freeze": "embedings"}}, "finetune.freeze 'embedings' is not valid; choose one of: none,"),
+    ({"finetune": {"pooling": "max"}}, "finetune.pooling: Input should be 'mean' or 'cls' (got 'max')"),
+    ({"compare": {"budgets": [25, "al"]}}, "compare.budgets.1: a budget is a positive number of labelled examples"),
+    ({"compare": {"variants": ["frozen-all"]}}, "compare.variant_settings has no entry for ['frozen-all']"),
+    ({"runtime": {"threads": 0}}, "runtime.threads: Input should be greater than 0 (got 0)"),
+])
+def test_every_bad_param_is_named_with_its_fix(change, message):
+    from ptft.schema import problems
+
+    def changed(params: dict, change: dict) -> dict:  # unlike deep_merge, lets a typo in
+        return {**params, **{key: changed(params[key], value) if isinstance(value, dict) and key in params else value
+                             for key, value in change.items()}}
+
+    found = problems(changed(load_params(ROOT / "params.yaml"), change))
+    assert len(found) == 1 and message in found[0], found
+
+
+def test_a_bad_param_stops_a_stage_before_any_work_with_one_message(tmp_path):
+    """No data, no model in tmp_path: the stage must fail on params.yaml alone, with no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["finetune"]["learnig_rate"] = params["finetune"].pop("lr")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, str(ROOT / "stages/finetune.py")], cwd=tmp_path, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert result.returncode == 2
+    first, *problems = result.stderr.strip().splitlines()
+    assert first == "finetune: error: params.yaml has 2 problems:"
+    assert set(problems) == {
+        "  unknown param 'finetune.learnig_rate'; did you mean 'finetune.lr'?",
+        "  params.yaml has no 'finetune.lr': add it (params.yaml in the repository lists every key)"}

@@ -150,3 +150,25 @@ def test_lineage_names_the_experiment_that_recorded_a_model(smoke_run, tmp_path)
     assert "differs from dvc.lock" in output
     assert "dvc exp apply half-lr" in output
     assert "-S 'finetune.lr=0.00025'" in output  # the rebuild command sets the experiment's param
+
+
+def test_sigterm_stops_pretrain_cleanly_and_the_next_repro_resumes(smoke_run, tmp_path):
+    clone = copy_clone(smoke_run[0], tmp_path / "ptft", LONGER_PRETRAIN)
+    committed = md5_path(smoke_run[0] / "models/pretrained")
+    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "pretrain"], cwd=clone, env=clone_env(clone),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while not list(clone.glob("checkpoints/pretrain/*/checkpoint-*/trainer_state.json")):
+        assert process.poll() is None and time.time() < deadline, "no checkpoint before the end"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGTERM)  # what `kill`, a job scheduler or a CI timeout sends
+    assert process.wait(timeout=120) != 0
+    log = clone / "logs/pretrain.jsonl"  # the stage may finish its cleanup just after dvc has exited
+    while len(log.read_text().splitlines()) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert json.loads(log.read_text().splitlines()[-1])["status"] == "interrupted"
+    assert not list(clone.glob("models/.*.tmp")) and not list(clone.glob("reports/.*.tmp"))
+    assert not (clone / "models/pretrained/model.safetensors").exists()  # nothing that looks finished
+    dvc("checkout", "models/pretrained", cwd=clone)  # the committed model is still in the DVC cache
+    assert md5_path(clone / "models/pretrained") == committed
+    assert "resuming from checkpoints/pretrain/" in dvc("repro", "pretrain", cwd=clone).stdout

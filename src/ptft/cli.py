@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ptft.params import PARAMS_FILE, ParamsError, merge_files
-from ptft.predict import PredictError
+from ptft.params import PARAMS_FILE, UserError, merge_files
 from ptft.report import ReportError, build_report
 from ptft.trace import LineageError, trace
 
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             count = write_predictions(args.model, args.input, args.output, args.column, args.batch_size, args.device)
             if args.output != "-":
                 print(f"wrote {count} predictions to {args.output}", file=sys.stderr)
-    except (ParamsError, LineageError, ReportError, PredictError) as err:
+    except (UserError, LineageError, ReportError) as err:
         print(f"ptft: error: {err}", file=sys.stderr)
         return 2
     return 0

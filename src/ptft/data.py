@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
+from ptft.params import UserError
+
 SPLITS = ("train", "validation", "test")
 # Words per shingle of the near-duplicate check: long enough that shared stock phrases do not count.
 SHINGLE_WORDS = 5
@@ -27,7 +29,7 @@ SUPPORTED_SOURCES = (
 )
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A problem with the data or the data params that the user can fix."""
 
 

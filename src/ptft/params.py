@@ -11,7 +11,11 @@ import yaml
 PARAMS_FILE = Path("params.yaml")
 
 
-class ParamsError(ValueError):
+class UserError(ValueError):
+    """An error the user can fix (a param, a data file, a path): stages print its message alone, no traceback."""
+
+
+class ParamsError(UserError):
     """A user error in params.yaml: the message names the key and the fix."""
 
 
@@ -35,19 +39,13 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
 
 
 def check_params(params: dict[str, Any]) -> None:
-    """Cross-key checks that would otherwise fail deep inside a stage, minutes in."""
-    objective = require(params, "pretrain.objective")
-    if objective not in ("mlm", "clm"):
-        raise ParamsError(f"pretrain.objective '{objective}' is not supported; use 'mlm' or 'clm'")
-    seq_len, max_position = require(params, "pretrain.seq_len"), require(params, "model.max_position")
-    if seq_len > max_position:
-        raise ParamsError(f"pretrain.seq_len ({seq_len}) exceeds model.max_position ({max_position})")
-    for key in ("pretrain.lr", "finetune.lr"):
-        if not require(params, key) > 0:
-            raise ParamsError(f"{key} must be a positive number, got {require(params, key)}")
-    for key in ("prepare.near_duplicate_jaccard", "finetune.layer_lr_decay"):
-        if not 0 < require(params, key) <= 1:
-            raise ParamsError(f"{key} must be in (0, 1], got {require(params, key)}")
+    """Check the whole file against :mod:`ptft.schema`: every problem at once, each naming its key."""
+    from ptft.schema import problems  # pydantic builds the schema on import: only when checking
+
+    found = problems(params)
+    if found:
+        raise ParamsError(f"params.yaml has {len(found)} problem{'s' if len(found) > 1 else ''}:\n  "
+                          + "\n  ".join(found))
 
 
 def finetune_seed(params: dict[str, Any]) -> int:

@@ -12,6 +12,8 @@ from typing import IO, TYPE_CHECKING
 
 import pandas as pd
 
+from ptft.params import UserError
+
 if TYPE_CHECKING:  # transformers takes seconds to import; `ptft --help` should not wait for it
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -20,7 +22,7 @@ TABLE_READERS = {".csv": pd.read_csv, ".jsonl": lambda path: pd.read_json(path, 
 CHUNK = 512  # texts per progress update
 
 
-class PredictError(ValueError):
+class PredictError(UserError):
     """A bad model directory or input file, with what to do about it."""
 
 

@@ -42,3 +42,13 @@ def world_size() -> int:
 def is_main_process() -> bool:
     """Rank 0 of a torchrun launch, or a plain ``python`` run: the only process that writes outputs."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def wait_for_all_processes() -> None:
+    """Under torchrun, block until every process gets here (a no-op in a plain run).
+
+    Each rank saves its own RNG state into a checkpoint, so rank 0 may remove the checkpoints only
+    once every rank has finished training; otherwise a slower rank recreates the directory.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()

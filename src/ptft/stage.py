@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -19,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from ptft.artifacts import atomic_dir, write_json, write_text
 from ptft.cards import model_card
 from ptft.lineage import LINEAGE_FILE, environment, fingerprint, lineage_record, stage_inputs
-from ptft.params import load_params
-from ptft.runtime import is_main_process, setup_runtime
+from ptft.params import UserError, load_params
+from ptft.runtime import is_main_process, setup_runtime, wait_for_all_processes
 
 if TYPE_CHECKING:  # transformers takes seconds to import; stages without a model do not need it
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -88,28 +89,42 @@ def run_stage(name: str, seed: Callable[[dict[str, Any]], int] = lambda params: 
     inputs, and drop checkpoints left by runs with other inputs. After success: remove the
     stage's checkpoints. Always: append the run's timings and host to ``logs/<stage>.jsonl``,
     which is not a DVC output, so those facts never make a tracked file differ. Under torchrun,
-    every process trains but only rank 0 touches files outside the checkpoints.
+    every process trains but only rank 0 touches files outside the checkpoints. A user error (bad
+    param, missing file, malformed data) ends the stage with its one-line message and exit status 2.
     """
-    params = load_params()
-    run = StageRun(name, params, seed(params), {})
-    setup_runtime(run.seed, run.threads, params["runtime"]["deterministic"])
-    run.inputs = stage_inputs(name, params)
-    main = is_main_process()
-    stage_dir = CHECKPOINTS / name
-    for stale in (p for p in stage_dir.glob("*") if main and p != run.checkpoint_dir):
-        shutil.rmtree(stale, ignore_errors=True)
-    started, status = time.time(), "failed"
     try:
-        yield run
-        status = "succeeded"
-        if main:
-            shutil.rmtree(stage_dir, ignore_errors=True)
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        if main:
-            _append_run_log(run, status, started)
+        params = load_params()
+        run = StageRun(name, params, seed(params), {})
+        setup_runtime(run.seed, run.threads, params["runtime"]["deterministic"])
+        run.inputs = stage_inputs(name, params)
+        main = is_main_process()
+        stage_dir = CHECKPOINTS / name
+        for stale in (p for p in stage_dir.glob("*") if main and p != run.checkpoint_dir):
+            shutil.rmtree(stale, ignore_errors=True)
+        started, status = time.time(), "failed"
+        # SIGTERM (kill, a scheduler, CI's timeout) stops the stage as Ctrl-C does: scratch outputs are
+        # removed, the run log says "interrupted", and the checkpoints stay for the next `dvc repro`.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            yield run
+            status = "succeeded"
+            wait_for_all_processes()
+            if main:
+                shutil.rmtree(stage_dir, ignore_errors=True)
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if main:
+                _append_run_log(run, status, started)
+    except UserError as err:  # a bad param, path or data row: the message says what to fix
+        print(f"{name}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
 
 
 def _append_run_log(run: StageRun, status: str, started: float) -> None:

@@ -1,0 +1,213 @@
+"""The typed shape of params.yaml (pydantic): every key, its type and its allowed values or range.
+
+Each field's comment in params.yaml says what it does; this says what it may be. A whole file is
+checked at the start of every stage, before any slow work, and every problem comes back as one
+line naming the key: an unknown key (with the closest known one), a wrong type, a value out of
+range, or a combination that cannot work (heads that do not divide hidden, a sequence longer than
+the position embeddings, split fractions that leave no train split).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Positive = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+
+
+def _budget(value: Any) -> int | str:
+    if value != "all" and not (type(value) is int and value > 0):
+        raise ValueError(f"a budget is a positive number of labelled examples or 'all', got {value!r}")
+    return value
+
+
+Budget = Annotated[Any, AfterValidator(_budget)]
+FREEZE = re.compile(r"none|embeddings(\+\d+)?|all-but-head")
+# Names users bring from transformers' TrainingArguments and run_mlm.py, for "did you mean".
+SYNONYMS = {"learning_rate": "lr", "num_train_epochs": "epochs", "per_device_train_batch_size": "batch_size",
+            "train_batch_size": "batch_size", "gradient_accumulation_steps": "accumulation",
+            "warmup_ratio": "warmup", "max_seq_length": "max_length", "mlm_probability": "mask_prob",
+            "block_size": "seq_len", "num_layers": "layers", "hidden_size": "hidden", "num_heads": "heads"}
+
+
+class Block(BaseModel):
+    # strict: a quoted "1e-3" or "yes" stays a string and is refused, rather than guessed at.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Runtime(Block):
+    threads: Positive
+    deterministic: bool
+    launch: Annotated[str, Field(min_length=1)]
+    bf16: bool
+    compile: bool
+
+
+class Data(Block):
+    source: Annotated[str, Field(min_length=1)]
+    text_column: str
+    label_column: str
+
+
+class Prepare(Block):
+    validation_fraction: Annotated[float, Field(gt=0, lt=1)]
+    test_fraction: Annotated[float, Field(gt=0, lt=1)]
+    vocab_size: Annotated[int, Field(ge=100)]
+    min_frequency: Positive
+    near_duplicate_jaccard: Annotated[float, Field(gt=0, le=1)]
+
+    @model_validator(mode="after")
+    def _leaves_a_train_split(self) -> Prepare:
+        if self.validation_fraction + self.test_fraction >= 0.9:
+            raise ValueError(f"prepare.validation_fraction + prepare.test_fraction is "
+                             f"{self.validation_fraction + self.test_fraction:g}, which leaves no real train split; "
+                             "keep the sum below 0.9")
+        return self
+
+
+class Model(Block):
+    family: Literal["modernbert", "bert"]
+    layers: Positive
+    hidden: Positive
+    heads: Positive
+    intermediate: Positive
+    max_position: Positive
+    dropout: Fraction
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> Model:
+        if self.hidden % self.heads:
+            raise ValueError(f"model.heads ({self.heads}) must divide model.hidden ({self.hidden})")
+        return self
+
+
+class Pretrain(Block):
+    init: Annotated[str, Field(min_length=1)]
+    objective: Literal["mlm", "clm"]
+    seq_len: Annotated[int, Field(ge=8)]
+    mask_prob: Annotated[float, Field(gt=0, lt=1)]
+    epochs: PositiveFloat
+    batch_size: Positive
+    accumulation: Positive
+    lr: PositiveFloat
+    warmup: Fraction
+    weight_decay: Annotated[float, Field(ge=0)]
+    evals: Positive
+
+
+class Finetune(Block):
+    init: Annotated[str, Field(min_length=1)]
+    lr: PositiveFloat
+    epochs: PositiveFloat
+    batch_size: Positive
+    accumulation: Positive
+    max_length: Annotated[int, Field(ge=8)]
+    group_by_length: bool
+    train_examples: Positive | None
+    seed: int | None
+    freeze: str
+    pooling: Literal["mean", "cls"]
+    warmup: Fraction
+    weight_decay: Annotated[float, Field(ge=0)]
+    layer_lr_decay: Annotated[float, Field(gt=0, le=1)]
+
+    @model_validator(mode="after")
+    def _freeze_is_known(self) -> Finetune:
+        if not FREEZE.fullmatch(self.freeze):
+            raise ValueError(f"finetune.freeze '{self.freeze}' is not valid; choose one of: none, embeddings, "
+                             "embeddings+N (N lowest layers too), all-but-head")
+        return self
+
+
+class Evaluate(Block):
+    batch_size: Positive
+
+
+class Compare(Block):
+    budgets: Annotated[list[Budget], Field(min_length=1)]
+    minilm_budgets: list[Budget]
+    minilm_settings: dict[str, Any]
+    seeds: Annotated[list[int], Field(min_length=1)]
+    epochs: Positive
+    min_steps: Annotated[int, Field(ge=0)]
+    evals: Positive
+    focus_budget: Budget
+    variants: list[str]
+    variant_settings: dict[str, dict[str, Any]]
+    objectives: list[str]
+    objective_settings: dict[str, dict[str, Any]]
+
+    @model_validator(mode="after")
+    def _settings_for_every_arm(self) -> Compare:
+        for names, settings, key in ((self.variants, self.variant_settings, "variant_settings"),
+                                     (self.objectives, self.objective_settings, "objective_settings")):
+            missing = [name for name in names if name not in settings]
+            if missing:
+                raise ValueError(f"compare.{key} has no entry for {missing}; add one (the overrides of that arm)")
+        return self
+
+
+class Params(Block):
+    seed: int
+    runtime: Runtime
+    data: Data
+    prepare: Prepare
+    model: Model
+    pretrain: Pretrain
+    finetune: Finetune
+    evaluate: Evaluate
+    compare: Compare
+
+    @model_validator(mode="after")
+    def _fits_the_model(self) -> Params:
+        if self.pretrain.init == "scratch" and self.pretrain.seq_len > self.model.max_position:
+            raise ValueError(f"pretrain.seq_len ({self.pretrain.seq_len}) exceeds model.max_position "
+                             f"({self.model.max_position}), the position embeddings; lower it or raise max_position")
+        if self.finetune.init in ("pretrained", "scratch") and self.finetune.max_length > self.model.max_position:
+            raise ValueError(f"finetune.max_length ({self.finetune.max_length}) exceeds model.max_position "
+                             f"({self.model.max_position}), the position embeddings; lower it or raise max_position")
+        return self
+
+
+def problems(params: dict[str, Any]) -> list[str]:
+    """Every problem with ``params`` (a whole params.yaml), one line each naming its key; empty if it is valid."""
+    try:
+        Params.model_validate(params)
+    except ValidationError as err:
+        return [_describe(error) for error in err.errors()]
+    return []
+
+
+def _describe(error: dict[str, Any]) -> str:
+    path = [str(part) for part in error["loc"]]
+    key = ".".join(path)
+    if error["type"] == "extra_forbidden":
+        known = _fields_at(path[:-1])
+        match = difflib.get_close_matches(path[-1], [*known, *SYNONYMS], n=1)
+        if match:
+            return f"unknown param '{key}'; did you mean '{'.'.join([*path[:-1], SYNONYMS.get(match[0], match[0])])}'?"
+        return f"unknown param '{key}'; the keys here are: {', '.join(known)}"
+    if error["type"] == "missing":
+        return f"params.yaml has no '{key}': add it (params.yaml in the repository lists every key)"
+    if error["type"] == "value_error":  # the checks above; those across keys name them
+        message = error["msg"].removeprefix("Value error, ")
+        return message if not path or message.startswith(f"{path[0]}.") else f"{key}: {message}"
+    value = error.get("input")
+    shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+    return f"{key}: {error['msg']}{shown}"
+
+
+def _fields_at(path: list[str]) -> list[str]:
+    """The known keys of the block at ``path`` (top level for an empty path)."""
+    model: type[BaseModel] = Params
+    for part in path:
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
