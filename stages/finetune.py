@@ -12,10 +12,11 @@ with run_stage("finetune", seed=finetune_seed) as run:
     finetune = run.params["finetune"]
     prepared = Path("data/prepared")
     labels = read_labels(prepared)
+    # The subset first: a finetune.train_examples above the train split fails before the model loads.
+    train = stratified_subset(read_split(prepared, "train"), finetune["train_examples"], run.seed)
     model, tokenizer = classifier(finetune["init"], run.params["model"], Path("data/tokenizer"), labels,
                                   finetune["pooling"])
     frozen = freeze_parameters(model, finetune["freeze"])
-    train = stratified_subset(read_split(prepared, "train"), finetune["train_examples"], run.seed)
     validation = read_split(prepared, "validation")
     label2id = model.config.label2id
     encode = lambda df: encode_labelled(list(df["text"]), list(df["label"]), label2id, tokenizer,  # noqa: E731

@@ -1,5 +1,6 @@
 """Stage prepare: load, clean and deduplicate the corpus, split it, and train the tokenizer."""
 
+import sys
 from pathlib import Path
 
 from ptft.artifacts import atomic_dir, write_json
@@ -20,7 +21,9 @@ with run_stage("prepare") as run:
     data, prepare = run.params["data"], run.params["prepare"]
     corpus, report = load_corpus(data["source"], data["text_column"], data["label_column"])
     raw = corpus_identity(data["source"], corpus)
-    corpus, empty = clean(corpus)
+    corpus, empty = clean(corpus, report)
+    for warning in report.warnings:  # also kept in reports/prepare/stats.json
+        print(f"prepare: warning: {warning}", file=sys.stderr)
     # Deduplicate before splitting, so no test document, nor a near copy of one, reaches train or the
     # pre-training text.
     corpus, duplicates = drop_duplicates(corpus)

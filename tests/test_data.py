@@ -81,7 +81,7 @@ def test_from_dataset_missing_text_becomes_empty():
 
 def test_from_dataset_missing_label_is_an_error():
     ds = datasets.Dataset.from_dict({"text": ["x", "y"], "label": ["a", None]})
-    with pytest.raises(DataError, match="1 rows of mem have no value in label column 'label'"):
+    with pytest.raises(DataError, match=r"mem: label column 'label' is empty in row 2 \(counted from 1"):
         _from_dataset(ds, "text", "label", origin="mem")
 
 
@@ -91,7 +91,7 @@ def test_missing_column_lists_columns_found(tmp_path):
     with pytest.raises(DataError) as err:
         load_corpus(str(path), text_column="body")
     assert str(err.value) == (
-        "data.text_column 'body' not found in reviews.csv; columns found: text, label. "
+        f"data.text_column 'body' not found in {path}; columns found: text, label. "
         "Set data.text_column in params.yaml."
     )
     with pytest.raises(DataError, match="data.label_column 'category' not found .* columns found: text, label"):
@@ -111,6 +111,93 @@ def test_unsupported_extension_is_a_data_error(tmp_path):
         load_corpus(str(path))
 
 
+# ---------------------------------------------------------------- awkward files: a warning, or an error naming where
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_bom_and_crlf_are_read_with_a_warning(tmp_path, suffix):
+    path = tmp_path / f"data{suffix}"
+    lines = ["text,label", "hello world,a", "bye now,b"] if suffix == ".csv" else [
+        json.dumps({"text": "hello world", "label": "a"}), json.dumps({"text": "bye now", "label": "b"})]
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    df, report = load_corpus(str(path))
+    assert df.values.tolist() == [["hello world", "a"], ["bye now", "b"]]  # no BOM in the first column's name or text
+    assert report.warnings == [f"{path} has CRLF (Windows) line ends; they were read as plain line ends",
+                               f"{path} starts with a UTF-8 byte-order mark; it was skipped"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_non_utf8_file_is_read_as_cp1252_with_a_warning_naming_the_line(tmp_path, suffix):
+    path = tmp_path / f"data{suffix}"
+    rows = ["text,label", "plain,a", "caf\u00e9 \u201cquoted\u201d,b"] if suffix == ".csv" else [
+        json.dumps({"text": "plain", "label": "a"}), '{"text": "caf\u00e9 \u201cquoted\u201d", "label": "b"}']
+    path.write_bytes("\n".join(rows).encode("cp1252"))
+    df, report = load_corpus(str(path))
+    assert df["text"].tolist() == ["plain", "caf\u00e9 \u201cquoted\u201d"]
+    line = 3 if suffix == ".csv" else 2
+    assert report.warnings == [f"{path} is not UTF-8 (byte 0xe9 on line {line}); it was read as cp1252. "
+                               "Re-save it as UTF-8 to be sure of its text"]
+
+
+def test_malformed_jsonl_line_is_named(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"text": "fine", "label": "a"}\n\n{"text": "broken" "label": "b"}\n')
+    with pytest.raises(DataError, match=r"data.jsonl' line 3 is not valid JSON \(Expecting ',' delimiter at column 19"):
+        load_corpus(str(path))
+    path.write_text('{"text": "fine", "label": "a"}\n["a", "list"]\n')
+    with pytest.raises(DataError, match=r"line 2 is a JSON list, not an object"):
+        load_corpus(str(path))
+
+
+def test_ragged_csv_names_the_line(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("text,label\nfine,a\ntoo,many,fields\n")
+    with pytest.raises(DataError, match=r"data.csv' could not be read as csv: .*Expected 2 fields in line 3, saw 3"):
+        load_corpus(str(path))
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("csv-in-disguise.parquet", b"text,label\nx,a\n", r"is not a Parquet file"),
+    ("parquet-in-disguise.csv", None, r"is binary, not CSV text"),
+    ("parquet-in-disguise.jsonl", None, r"is binary, not JSONL text"),
+])
+def test_a_file_that_is_not_the_format_its_extension_claims(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is None:
+        pd.DataFrame({"text": ["x"], "label": ["a"]}).to_parquet(path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(DataError, match=rf"data.source '.*{name}' {message}.*extension of its real format"):
+        load_corpus(str(path))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_missing_label_column_lists_the_columns_found_in_every_format(tmp_path, suffix):
+    path = tmp_path / f"data{suffix}"
+    frame = pd.DataFrame({"text": ["x", "y"], "topic": ["a", "b"]})
+    {".csv": lambda: frame.to_csv(path, index=False), ".parquet": lambda: frame.to_parquet(path),
+     ".jsonl": lambda: frame.to_json(path, orient="records", lines=True)}[suffix]()
+    with pytest.raises(DataError, match=rf"data.label_column 'label' not found in {path}; columns found: text, topic"):
+        load_corpus(str(path))
+
+
+def test_empty_texts_are_dropped_with_a_warning_naming_rows_or_files(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in [
+        {"text": "kept", "label": "a"}, {"text": "  \t ", "label": "a"}, {"text": None, "label": "b"},
+        {"label": "b"}, {"text": "also kept", "label": "b"}]))
+    df, report = load_corpus(str(path))
+    cleaned, dropped = clean(df, report)
+    assert dropped == 3 and cleaned["text"].tolist() == ["kept", "also kept"]
+    assert report.warnings == ["dropped 3 empty or whitespace-only texts: rows 2, 3, 4"]
+
+    (tmp_path / "folder" / "a").mkdir(parents=True)
+    (tmp_path / "folder" / "a" / "1.txt").write_text("text")
+    (tmp_path / "folder" / "a" / "2.txt").write_text("\r\n")
+    df, report = load_corpus(str(tmp_path / "folder"))
+    assert clean(df, report)[1] == 1 and report.warnings == ["dropped 1 empty or whitespace-only text: file a/2.txt"]
+
+
 # ---------------------------------------------------------------- folder reader and decoding
 
 
@@ -121,10 +208,13 @@ def test_folder_reader_sorts_and_falls_back_for_non_utf8(tmp_path):
     (tmp_path / "b" / "1.txt").write_text("plain utf-8 \u00e9", encoding="utf-8")
     (tmp_path / "a" / "1.txt").write_text("first", encoding="utf-8")
     (tmp_path / "a" / "notes.md").write_text("ignored", encoding="utf-8")
-    df, undecodable = read_text_folder(tmp_path)
+    report = LoadReport(documents=0)
+    df = read_text_folder(tmp_path, report)
     assert df["label"].tolist() == ["a", "b", "b"]
     assert df["text"].tolist() == ["first", "plain utf-8 \u00e9", "caf\u00e9 \u201cquoted\u201d"]
-    assert undecodable == ["b/2.txt"]
+    assert report.undecodable == ["b/2.txt"] and report.files == ["a/1.txt", "b/1.txt", "b/2.txt"]
+    assert report.warnings == [f"{tmp_path}: 1 file not UTF-8, read as cp1252 (Windows): b/2.txt; "
+                               "re-save as UTF-8 to be sure"]
 
 
 def test_folder_source_reports_undecodable(tmp_path):
@@ -277,12 +367,13 @@ def test_drop_near_duplicates_keeps_the_first_of_each_group():
 
 def test_split_stats_counts(corpus):
     splits = split_dataset(corpus, 0.2, 0.2, seed=0)
-    stats = split_stats(splits, LoadReport(documents=64, undecodable=["x/1.txt"], source="s"), empty=1, duplicates=3,
-                        near_duplicates=2)
+    report = LoadReport(documents=64, undecodable=["x/1.txt"], source="s", warnings=["x/1.txt is not UTF-8"])
+    stats = split_stats(splits, report, empty=1, duplicates=3, near_duplicates=2)
     assert json.loads(json.dumps(stats)) == stats
     assert stats["documents_read"] == 64
     assert (stats["empty_removed"], stats["duplicates_removed"], stats["near_duplicates_removed"]) == (1, 3, 2)
     assert stats["undecodable_files"] == 1 and stats["undecodable_file_names"] == ["x/1.txt"]
+    assert stats["warnings"] == ["x/1.txt is not UTF-8"]
     assert stats["splits"]["test"] == {"documents": 12, "per_class": {"a": 6, "b": 4, "c": 2}}
     assert sum(s["documents"] for s in stats["splits"].values()) == 60
 
@@ -323,3 +414,4 @@ def test_bbc_corpus():
     deduped, duplicates = drop_duplicates(cleaned)
     # 98 byte-exact duplicates, plus 2 that differ only in whitespace.
     assert (empty, duplicates, len(deduped)) == (0, 100, 2125)
+    assert len(report.warnings) == 1 and "sports/199.txt" in report.warnings[0]

@@ -183,3 +183,21 @@ def test_continued_pretraining_starts_from_the_minilm_checkpoint():
         language_model({"objective": "mlm", "init": "minilm", "seq_len": 4096}, MODEL, None)
     with pytest.raises(ParamsError, match="pretrain.init 'nowhere'"):
         language_model({"objective": "mlm", "init": "nowhere", "seq_len": 32}, MODEL, None)
+
+
+def test_a_freeze_that_matches_no_parameter_is_an_error():
+    """A base model whose embeddings and layers hold no parameters: freezing them would silently do nothing."""
+    from torch import nn
+
+    class Body(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embeddings, self.layers = nn.Identity(), nn.ModuleList()
+
+    class Headless(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.base_model, self.head = Body(), nn.Linear(2, 2)
+
+    with pytest.raises(ParamsError, match="finetune.freeze 'embeddings' matches no parameter of Headless"):
+        freeze_parameters(Headless(), "embeddings")

@@ -129,6 +129,8 @@ def test_every_stage_depends_on_exactly_the_code_its_script_can_import():
     ({"compare": {"budgets": [25, "al"]}}, "compare.budgets.1: a budget is a positive number of labelled examples"),
     ({"compare": {"variants": ["frozen-all"]}}, "compare.variant_settings has no entry for ['frozen-all']"),
     ({"runtime": {"threads": 0}}, "runtime.threads: Input should be greater than 0 (got 0)"),
+    ({"data": {"source": "nope/reviews.csv"}}, "data.source 'nope/reviews.csv' does not exist; set it to 'bbc' ("),
+    ({"data": {"source": str(ROOT / "README.md")}}, "README.md' has an unsupported extension '.md'; set it to 'bbc'"),
 ])
 def test_every_bad_param_is_named_with_its_fix(change, message):
     from ptft.schema import problems

