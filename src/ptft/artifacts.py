@@ -1,11 +1,14 @@
-"""Writing outputs so that an interrupted stage never leaves something that looks complete."""
+"""Writing outputs so that an interrupted stage never leaves something that looks complete, and saying
+plainly when the disk refuses a write."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,10 +35,53 @@ def write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    try:
+        tmp.write_text(text)
+    except BaseException:  # a full disk: leave no partial scratch file behind
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 
 def write_json(path: str | Path, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically, with a stable layout for diffs."""
     write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+# What a user can do when the file system refuses a write, by errno.
+STORAGE_ERRORS = {
+    errno.ENOSPC: "free disk space",
+    errno.EDQUOT: "free space or raise your disk quota",
+    errno.EFBIG: "free disk space, or raise the file-size limit (ulimit -f)",
+    errno.EACCES: "make the directory writable",
+    errno.EPERM: "make the directory writable",
+    errno.EROFS: "work in a clone on a writable file system",
+}
+# Rust-backed writers (safetensors, tokenizers) raise plain exceptions that end in "(os error 28)".
+_OS_ERROR = re.compile(r"(?:os error|errno) (\d+)")
+
+
+def storage_problem(err: BaseException) -> str | None:
+    """One line saying what to do if ``err``, or an error that caused it, is the file system refusing a write."""
+    seen: BaseException | None = err
+    while seen is not None:
+        code = seen.errno if isinstance(seen, OSError) else None
+        if code not in STORAGE_ERRORS and (match := _OS_ERROR.search(str(seen))):
+            code = int(match.group(1))
+        if code in STORAGE_ERRORS:
+            where = getattr(seen, "filename", None)
+            return (f"{os.strerror(code)}{f' ({where})' if where else ''}: {STORAGE_ERRORS[code]}, then rerun "
+                    "`dvc repro`. No output was half-written, and finished stages and checkpoints are kept.")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def unwritable(paths: Iterable[str | Path]) -> list[str]:
+    """The existing directories on the way to ``paths`` that this process cannot write to.
+
+    Every output is written beside its final place and renamed over it, so each directory above it
+    must be writable, not only the one holding it.
+    """
+    blocked = {str(directory) for path in paths for directory in Path(path).parents
+               if directory.is_dir() and not os.access(directory, os.W_OK)}
+    return sorted(blocked)

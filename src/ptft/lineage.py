@@ -53,6 +53,20 @@ def dvc_stages() -> dict[str, dict[str, Any]]:
     return yaml.safe_load(DVC_YAML.read_text())["stages"]
 
 
+def stage_spec(stage: str, stages: dict[str, dict[str, Any]] | None = None) -> tuple[dict[str, Any], str]:
+    """A stage's declaration and, for a foreach cell (``compare_scratch@100``), its item ("" otherwise)."""
+    group, _, item = stage.partition("@")
+    spec = (stages or dvc_stages())[group]
+    return spec.get("do", spec), item  # a foreach group declares its cells under ``do``
+
+
+def stage_outputs(stage: str) -> list[str]:
+    """Every path a stage writes (outs, metrics and plots), a foreach cell's ``${item}`` filled in."""
+    spec, item = stage_spec(stage)
+    return [(out if isinstance(out, str) else next(iter(out))).replace("${item}", item)
+            for kind in ("outs", "metrics", "plots") for out in spec.get(kind, [])]
+
+
 def producer_of(path: str, stages: dict[str, dict[str, Any]]) -> tuple[str, str] | None:
     """The output holding ``path`` (the path itself or a directory above it) and the stage writing it."""
     for name, spec in stages.items():
@@ -71,8 +85,7 @@ def upstream_param_keys(stage: str) -> set[str]:
     while todo:
         name = todo.pop()
         done.add(name)
-        spec = stages[name.partition("@")[0]]
-        spec = spec.get("do", spec)
+        spec, _ = stage_spec(name, stages)
         keys.update(spec.get("params", []))
         for dep in spec.get("deps", []):
             producer = producer_of(dep, stages)
@@ -84,11 +97,9 @@ def upstream_param_keys(stage: str) -> set[str]:
 def stage_inputs(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     """What the stage's result depends on, as dvc.yaml declares it: the params it reads and its deps' hashes.
 
-    A matrix or foreach cell (``compare@scratch-100``) reads its group's declaration, plus its own key.
+    A foreach cell (``compare_scratch@100``) reads its group's declaration, plus its own item.
     """
-    group, _, item = stage.partition("@")
-    spec = dvc_stages()[group]
-    spec = spec.get("do", spec)  # a foreach group declares its cells under ``do``
+    spec, item = stage_spec(stage)
     deps = [dep.replace("${item}", item) for dep in spec.get("deps", [])]  # a cell's deps may name its item
     inputs = {
         "params": {key: require(params, key) for key in spec.get("params", [])},

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ptft.artifacts import atomic_dir, write_json, write_text
+from ptft.artifacts import atomic_dir, storage_problem, unwritable, write_json, write_text
 from ptft.cards import model_card
-from ptft.lineage import LINEAGE_FILE, environment, fingerprint, lineage_record, stage_inputs
+from ptft.lineage import LINEAGE_FILE, environment, fingerprint, lineage_record, stage_inputs, stage_outputs
 from ptft.params import UserError, load_params
 from ptft.runtime import is_main_process, setup_runtime, wait_for_all_processes
 
@@ -90,7 +90,8 @@ def run_stage(name: str, seed: Callable[[dict[str, Any]], int] = lambda params: 
     stage's checkpoints. Always: append the run's timings and host to ``logs/<stage>.jsonl``,
     which is not a DVC output, so those facts never make a tracked file differ. Under torchrun,
     every process trains but only rank 0 touches files outside the checkpoints. A user error (bad
-    param, missing file, malformed data) ends the stage with its one-line message and exit status 2.
+    param, missing file, malformed data, an unwritable output directory) ends the stage with its one-line
+    message and exit status 2; a full disk with one line and status 1.
     """
     try:
         params = load_params()
@@ -99,6 +100,10 @@ def run_stage(name: str, seed: Callable[[dict[str, Any]], int] = lambda params: 
         run.inputs = stage_inputs(name, params)
         main = is_main_process()
         stage_dir = CHECKPOINTS / name
+        blocked = unwritable([*stage_outputs(name), stage_dir, LOGS / name]) if main else []
+        if blocked:  # found now, not after the training that would have written them
+            raise UserError(f"cannot write the stage's outputs: {', '.join(blocked)} is not writable by this "
+                            "user; make it writable (chmod u+w), or work in a clone you own")
         for stale in (p for p in stage_dir.glob("*") if main and p != run.checkpoint_dir):
             shutil.rmtree(stale, ignore_errors=True)
         started, status = time.time(), "failed"
@@ -121,6 +126,12 @@ def run_stage(name: str, seed: Callable[[dict[str, Any]], int] = lambda params: 
     except UserError as err:  # a bad param, path or data row: the message says what to fix
         print(f"{name}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except Exception as err:  # a full disk, or a directory made read-only mid-run: say so, not a traceback
+        problem = storage_problem(err)
+        if problem is None:
+            raise
+        print(f"{name}: error: {problem}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -140,7 +151,10 @@ def _append_run_log(run: StageRun, status: str, started: float) -> None:
         "environment": environment(run.threads),
         **run.facts,
     }
-    LOGS.mkdir(exist_ok=True)
-    with (LOGS / f"{run.name}.jsonl").open("a") as f:
-        f.write(json.dumps(entry) + "\n")
+    try:
+        LOGS.mkdir(exist_ok=True)
+        with (LOGS / f"{run.name}.jsonl").open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+    except OSError as err:  # the log is a convenience; a full disk must not hide the stage's own error
+        print(f"{run.name}: could not append to the run log: {err}", file=sys.stderr)
     print(f"{run.name}: {status} in {entry['wall_seconds']:.1f} s (run log: {LOGS / run.name}.jsonl)")

@@ -1,0 +1,88 @@
+"""A full disk or an unwritable output directory: one clear message, and no finished work lost."""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import subprocess
+import sys
+
+import pytest
+
+from ptft.artifacts import storage_problem, unwritable
+from ptft.lineage import md5_path
+from tests.conftest import clone_env, copy_clone, dvc
+
+AS_ROOT = os.geteuid() == 0
+
+
+def _stage(clone, script: str, **popen) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, f"stages/{script}"], cwd=clone, env=clone_env(clone), capture_output=True,
+                          text=True, **popen)
+
+
+@pytest.mark.parametrize("err", [
+    OSError(errno.ENOSPC, "No space left on device", "models/.pretrained.tmp/model.safetensors"),
+    Exception("Error while serializing: I/O error: No space left on device (os error 28)"),  # safetensors (Rust)
+    OSError(errno.EIO, "Error writing bytes to file. Detail: [errno 28] No space left on device"),  # pyarrow
+])
+def test_a_full_disk_is_recognised_however_the_writer_reports_it(err):
+    problem = storage_problem(err)
+    assert problem is not None and problem.startswith("No space left on device")
+    assert "free disk space, then rerun `dvc repro`" in problem
+    if getattr(err, "filename", None):
+        assert "(models/.pretrained.tmp/model.safetensors)" in problem
+
+
+def test_a_storage_error_is_found_behind_the_error_it_caused():
+    try:
+        try:
+            raise OSError(errno.EROFS, "Read-only file system")
+        except OSError as cause:
+            raise RuntimeError("saving the checkpoint failed") from cause
+    except RuntimeError as err:
+        assert storage_problem(err).startswith("Read-only file system: work in a clone on a writable file system")
+    assert storage_problem(ValueError("a bug, not the disk")) is None
+    assert storage_problem(OSError(errno.ENOENT, "No such file or directory")) is None
+
+
+def test_a_full_disk_stops_a_stage_with_one_line_and_keeps_the_finished_outputs(smoke_run, tmp_path):
+    """RLIMIT_FSIZE makes every write past 64 KiB fail with EFBIG, as a full disk fails with ENOSPC; unlike
+    a read-only directory, it stops root too (CI runs as root)."""
+    clone = copy_clone(smoke_run[0], tmp_path / "ptft")
+    before = {out: md5_path(clone / out) for out in ("data/prepared", "data/tokenizer", "reports/prepare")}
+    limit = 64 * 1024
+    result = _stage(clone, "prepare.py", preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("prepare: error: File too large")
+    assert "raise the file-size limit (ulimit -f), then rerun `dvc repro`" in result.stderr
+    assert {out: md5_path(clone / out) for out in before} == before  # the last complete outputs are untouched
+    assert not list(clone.glob("data/.*.tmp")) and not list(clone.glob("reports/**/.*.tmp"))
+    assert "prepare" not in dvc("status", "--json", cwd=clone).stdout
+
+
+@pytest.mark.skipif(AS_ROOT, reason="root may write into read-only directories; the full-disk test covers root")
+def test_an_unwritable_output_directory_stops_a_stage_before_any_work(smoke_run, tmp_path):
+    clone = copy_clone(smoke_run[0], tmp_path / "ptft")
+    (clone / "reports").chmod(0o555)
+    try:
+        result = _stage(clone, "finetune.py")
+    finally:
+        (clone / "reports").chmod(0o755)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "finetune: error: cannot write the stage's outputs: reports is not writable by this user; "
+        "make it writable (chmod u+w), or work in a clone you own")
+
+
+@pytest.mark.skipif(AS_ROOT, reason="root may write into read-only directories")
+def test_unwritable_names_every_read_only_directory_above_an_output(tmp_path):
+    (tmp_path / "reports/finetune").mkdir(parents=True)
+    (tmp_path / "reports").chmod(0o555)
+    try:
+        assert unwritable([tmp_path / "reports/finetune/metrics.json", tmp_path / "models/finetuned"]) == [
+            str(tmp_path / "reports")]
+    finally:
+        (tmp_path / "reports").chmod(0o755)
