@@ -25,8 +25,10 @@ def _records(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-def test_predict_a_text_file_matches_the_transformers_pipeline(model_dir, tmp_path, capsys):
-    from transformers import pipeline
+def test_the_readmes_three_ways_to_predict_agree(model_dir, tmp_path, capsys):
+    """ptft predict on a text file, transformers.pipeline and plain PyTorch, as the README shows them."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     source = tmp_path / "texts.txt"
     source.write_bytes(("\ufeff" + "\r\n\r\n".join(TEXTS) + "\r\n").encode())  # BOM, CRLF, blank lines
@@ -38,6 +40,13 @@ def test_predict_a_text_file_matches_the_transformers_pipeline(model_dir, tmp_pa
         assert set(record["probabilities"]) == set(classify.model.config.label2id)
         assert sum(record["probabilities"].values()) == pytest.approx(1, abs=1e-4)
         assert record["score"] == max(record["probabilities"].values())
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        probabilities = model(**tokenizer(TEXTS, truncation=True, padding=True, return_tensors="pt")).logits.softmax(-1)
+    for record, row in zip(records, probabilities.tolist(), strict=True):
+        assert record["probabilities"] == pytest.approx({model.config.id2label[i]: p for i, p in enumerate(row)},
+                                                        abs=1e-5)
     assert "wrote 4 predictions" in capsys.readouterr().err
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -78,9 +87,10 @@ def test_a_pickle_only_checkpoint_is_refused_and_never_unpickled(model_dir, tmp_
     assert main(["predict", "--model", str(unsafe)]) == 2
     assert "holds no .safetensors weights (only pytorch_model.bin, pickle files that ptft never loads" in \
         capsys.readouterr().err
-    from ptft.modeling import classifier  # the stages' loader: safetensors only, too
+    from ptft.modeling import classifier  # the stages' loader (finetune.init, pretrain.init) refuses it too
+    from ptft.params import ParamsError
 
-    with pytest.raises(OSError):
+    with pytest.raises(ParamsError, match=r"finetune.init '.*unsafe' holds no .safetensors weights \(only pytorch_mo"):
         classifier(str(unsafe), {}, None, ["a", "b"], "mean")
     assert not marker.exists()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from ptft.params import ParamsError
 from ptft.runtime import setup_runtime
 from ptft.tokenizer import save_tokenizer, train_tokenizer
 from ptft.training import (
+    PlainProgress,
     Trainer,
     encode_labelled,
     finetune_classifier,
@@ -21,6 +24,7 @@ from ptft.training import (
     last_checkpoint,
     open_live,
     pretrain_lm,
+    pretrain_trainer,
 )
 
 TEXTS = [f"the {w} {v} again today and the {w} fell" for w in ("market", "team", "film", "vote", "chip")
@@ -249,3 +253,25 @@ def test_predict_proba_batches_longest_first_and_returns_rows_in_input_order(tok
     alone = [predict_proba(model, tok, [text], batch_size=1, max_length=48)[0] for text in texts]
     assert together.shape == (11, 3)
     assert np.abs(together - np.stack(alone)).max() < 1e-5  # padding never changes a row's prediction
+
+
+def test_progress_is_plain_lines_with_steps_and_eta_when_not_on_a_terminal(tokenizer, tmp_path, capsys):
+    result = _clm_run(tokenizer, tmp_path, "logged", {})
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("pretrain: step")]
+    steps = [int(re.match(r"pretrain: step (\d+)/(\d+) \(\d+%\)", line).group(1)) for line in lines]
+    assert steps == sorted(steps) and steps[-1] == result["steps"] and len(steps) <= 11
+    assert re.fullmatch(rf"pretrain: step {result['steps']}/{result['steps']} \(100%\), loss \d+\.\d{{4}}, "
+                        r"\d+:\d\d:\d\d elapsed, ETA 0:00:00", lines[-1])
+    assert "{'loss'" not in capsys.readouterr().out  # not the Trainer's raw log dicts
+
+
+def test_a_terminal_gets_the_trainers_progress_bar(tokenizer, tmp_path, monkeypatch):
+    from transformers.trainer_callback import ProgressCallback
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    model = AutoModelForCausalLM.from_config(build_causal_config(MODEL, tokenizer))
+    params = {"objective": "clm", "evals": 2, "seq_len": 8, "epochs": 1, "batch_size": 8, "lr": 1e-3, "warmup": 0.0,
+              "weight_decay": 0.0}
+    trainer = pretrain_trainer(model, tokenizer, TEXTS, TEXTS[:5], params, 0, None, tmp_path / "work")
+    kinds = {type(c) for c in trainer.callback_handler.callbacks}
+    assert ProgressCallback in kinds and PlainProgress not in kinds

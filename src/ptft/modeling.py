@@ -94,7 +94,24 @@ def resolve_init(init: str, key: str = "finetune.init", keywords: tuple[str, ...
             f"{key} '{init}' is neither {', '.join(repr(k) for k in keywords)}, 'minilm', 'hf:<hub id>' "
             "nor a directory holding a Hugging Face checkpoint"
         )
+    problem = unsafe_weights(Path(init))
+    if problem:
+        raise ParamsError(f"{key} '{init}' {problem}")
     return init
+
+
+def unsafe_weights(path: Path) -> str | None:
+    """Why the checkpoint directory ``path`` cannot be loaded safely, or None if it holds safetensors weights.
+
+    Weights are only ever read from safetensors: unpickling a ``.bin`` or ``.pt`` file can run any code
+    it carries, so such a file is refused without being opened.
+    """
+    if any(path.glob("*.safetensors")):
+        return None
+    pickles = sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt*"))
+    found = f" (only {', '.join(pickles)}, pickle files that ptft never loads: they can run code)" if pickles else ""
+    return (f"holds no .safetensors weights{found}; convert it with save_pretrained(..., safe_serialization=True) "
+            "where you trust it")
 
 
 def build_causal_config(model: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> GPT2Config:

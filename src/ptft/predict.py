@@ -61,12 +61,11 @@ def check_model_dir(model_dir: str) -> Path:
     if not (path / "config.json").is_file():
         raise PredictError(f"--model '{model_dir}' is not a model directory (no config.json); "
                            "use models/finetuned after `dvc repro finetune`")
-    if not any(path.glob("*.safetensors")):
-        pickles = sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt*"))
-        raise PredictError(f"--model '{model_dir}' holds no .safetensors weights"
-                           + (f" (only {', '.join(pickles)}, pickle files that ptft never loads: they can run code)"
-                              if pickles else "")
-                           + "; convert it with save_pretrained(..., safe_serialization=True) where you trust it")
+    from ptft.modeling import unsafe_weights  # imports transformers: only once the input checks have passed
+
+    problem = unsafe_weights(path)
+    if problem:
+        raise PredictError(f"--model '{model_dir}' {problem}")
     return path
 
 

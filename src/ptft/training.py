@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from transformers import (
     TrainingArguments,
     default_data_collator,
 )
+from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ptft.metrics import classification_metrics
@@ -59,6 +62,46 @@ class LiveCallback(TrainerCallback):
                 self.live.log_metric("train/loss", value)
             elif key.startswith("eval_") and not key.endswith(("runtime", "per_second")):
                 self.live.log_metric(f"eval/{key[5:]}", value)
+
+
+class PlainProgress(TrainerCallback):
+    """Progress as plain lines, about one per tenth of the run, for logs that are not a terminal (CI, files).
+
+    On a terminal the Trainer's own tqdm bar shows the steps and the ETA instead.
+    """
+
+    def __init__(self, label: str, lines: int = 10):
+        self.label, self.lines, self.loss = label, lines, None
+        self.started, self.first_step = 0.0, 0
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001 - Trainer's signature
+        self.started, self.first_step = time.monotonic(), state.global_step  # a resumed run starts past 0
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 - Trainer's signature
+        self.loss = (logs or {}).get("loss", self.loss)
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001 - Trainer's signature
+        step, total = state.global_step, state.max_steps
+        if not state.is_world_process_zero or (step % max(1, total // self.lines) and step != total):
+            return
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / max(step - self.first_step, 1) * (total - step)
+        loss = "" if self.loss is None else f", loss {self.loss:.4f}"
+        print(f"{self.label}: step {step}/{total} ({step / total:.0%}){loss}, {_clock(elapsed)} elapsed, "
+              f"ETA {_clock(eta)}", flush=True)
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+
+
+def show_progress(trainer: Trainer, label: str) -> Trainer:
+    """Plain progress lines instead of the Trainer's raw log dicts when the output is not a terminal."""
+    if trainer.args.disable_tqdm:
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(PlainProgress(label))
+    return trainer
 
 
 class KeepBest(TrainerCallback):
@@ -180,7 +223,7 @@ def training_arguments(params: dict[str, Any], seed: int, work_dir: Path, key: s
         report_to="none",  # LiveCallback logs to dvclive instead
         seed=seed,
         data_seed=seed,
-        disable_tqdm=True,
+        disable_tqdm=not sys.stderr.isatty(),  # a bar on a terminal; PlainProgress lines in a log
         dataloader_pin_memory=torch.cuda.is_available(),
         **schedule,
     )
@@ -256,8 +299,8 @@ def pretrain_trainer(
     args = training_arguments(params, seed, work_dir, "pretrain", runtime, **{
         "logging_steps": log_every, "eval_strategy": "steps", "eval_steps": eval_every,
         "save_strategy": "steps", "save_steps": eval_every, "save_total_limit": 1, **schedule})
-    return trainer_class(model=model, args=args, train_dataset=train, eval_dataset=validation,
-                         callbacks=[LiveCallback(live)] if live is not None else [], **extra)
+    return show_progress(trainer_class(model=model, args=args, train_dataset=train, eval_dataset=validation,
+                                       callbacks=[LiveCallback(live)] if live is not None else [], **extra), "pretrain")
 
 
 def pretrain_lm(
@@ -376,6 +419,7 @@ def finetune_classifier(
         callbacks=[c for c in (live_callback, keep_best) if c],
         optimizers=(optimizer, None),
     )
+    show_progress(trainer, "finetune")
     _train(trainer, live_callback, last_checkpoint(work_dir) if work_dir else None)
     if keep_best:
         keep_best.restore()
