@@ -48,13 +48,13 @@ def write_json(path: str | Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-# What a user can do when the file system refuses a write, by errno.
+# What a user can do when the file system refuses a write (or, for permissions, a read), by errno.
 STORAGE_ERRORS = {
     errno.ENOSPC: "free disk space",
     errno.EDQUOT: "free space or raise your disk quota",
     errno.EFBIG: "free disk space, or raise the file-size limit (ulimit -f)",
-    errno.EACCES: "make the directory writable",
-    errno.EPERM: "make the directory writable",
+    errno.EACCES: "fix the permissions (outputs' directories writable, inputs readable)",
+    errno.EPERM: "fix the permissions (outputs' directories writable, inputs readable)",
     errno.EROFS: "work in a clone on a writable file system",
 }
 # Rust-backed writers (safetensors, tokenizers) raise plain exceptions that end in "(os error 28)".
