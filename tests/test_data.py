@@ -208,7 +208,7 @@ def test_folder_reader_sorts_and_falls_back_for_non_utf8(tmp_path):
     (tmp_path / "b" / "1.txt").write_text("plain utf-8 \u00e9", encoding="utf-8")
     (tmp_path / "a" / "1.txt").write_text("first", encoding="utf-8")
     (tmp_path / "a" / "notes.md").write_text("ignored", encoding="utf-8")
-    report = LoadReport(documents=0)
+    report = LoadReport(documents=0, source=str(tmp_path))
     df = read_text_folder(tmp_path, report)
     assert df["label"].tolist() == ["a", "b", "b"]
     assert df["text"].tolist() == ["first", "plain utf-8 \u00e9", "caf\u00e9 \u201cquoted\u201d"]

@@ -101,7 +101,8 @@ def read_text_folder(root: Traversable, report: LoadReport | None = None) -> pd.
     if not rows:
         raise DataError(f"data.source: no <label>/*.txt files found under {root}. {_supported()}")
     if report.undecodable:
-        report.warnings.append(f"{root}: {_count(len(report.undecodable), 'file')} not UTF-8, read as cp1252 "
+        # Named by data.source, not by path: an installed package's path differs between machines.
+        report.warnings.append(f"{report.source}: {_count(len(report.undecodable), 'file')} not UTF-8, read as cp1252 "
                                f"(Windows): {_listed(report.undecodable)}; re-save as UTF-8 to be sure")
     return pd.DataFrame(rows, columns=["text", "label"], dtype=str)
 
