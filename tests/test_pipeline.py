@@ -41,6 +41,8 @@ def test_prepare_stats_and_splits(smoke_run):
     stats = load(clone / "reports/prepare/stats.json")
     assert stats["documents_read"] == 2225 and stats["undecodable_files"] == 1
     assert stats["duplicates_removed"] == 100 and stats["near_duplicates_removed"] > 50
+    assert stats["warnings"] == ["bbc: 1 file not UTF-8, read as cp1252 (Windows): sports/199.txt; "
+                                 "re-save as UTF-8 to be sure"]  # no path of this machine in a tracked file
     splits = {s: pd.read_parquet(clone / f"data/prepared/{s}.parquet") for s in ("train", "validation", "test")}
     assert sum(len(s) for s in splits.values()) == 2225 - 100 - stats["near_duplicates_removed"]
     for name, split in splits.items():
