@@ -10,7 +10,7 @@ from pathlib import Path
 from ptft.data import read_split_dataset
 from ptft.modeling import language_model
 from ptft.stage import run_stage
-from ptft.training import open_live, pretrain_lm
+from ptft.training import open_live, pretrain_lm, pretrain_trainer
 
 name = sys.argv[2] if sys.argv[1:2] == ["objective"] else None
 stage, artifact, reports = ("pretrain", "models/pretrained", "reports/pretrain") if name is None else \
@@ -25,8 +25,8 @@ with run_stage(stage) as run:
 
     with run.output_dir(reports) as report:  # renamed into place only when complete
         live = open_live(report)
-        result, run.facts["speed"] = pretrain_lm(model, tokenizer, train, validation, pretrain, run.seed, live,
-                                                 run.checkpoint_dir, run.runtime)
+        result, run.facts["speed"] = pretrain_lm(pretrain_trainer(model, tokenizer, train, validation, pretrain,
+                                                                  run.seed, live, run.checkpoint_dir, run.runtime))
         for key, value in result.items():
             live.log_metric(key, value, plot=False)
         live.end()

@@ -52,7 +52,8 @@ def test_pretrain_mlm_reports_loss_and_perplexity(tokenizer, tmp_path):
     params = {"objective": "mlm", "evals": 8, "seq_len": 16, "mask_prob": 0.3, "epochs": 2, "batch_size": 4, "lr": 1e-3,
               "warmup": 0.1, "weight_decay": 0.0}
     live = open_live(tmp_path / "live")
-    result, speed = pretrain_lm(model, tokenizer, TEXTS, TEXTS[:5], params, 0, live, tmp_path / "work")
+    trainer = pretrain_trainer(model, tokenizer, TEXTS, TEXTS[:5], params, 0, live, tmp_path / "work")
+    result, speed = pretrain_lm(trainer)
     live.end()
     assert result["perplexity"] == pytest.approx(math.exp(result["eval_loss"]))
     assert result["steps"] == 2 * math.ceil(result["train_blocks"] / 4)
@@ -65,9 +66,10 @@ def test_causal_lm_pretrains_then_fine_tunes_as_a_gpt2_classifier(tokenizer, tmp
     params = {"objective": "clm", "evals": 8, "seq_len": 16, "epochs": 2, "batch_size": 4, "lr": 1e-3, "warmup": 0.1,
               "weight_decay": 0.0}
     live = open_live(tmp_path / "live")
-    before = pretrain_lm(AutoModelForCausalLM.from_config(build_causal_config(MODEL, tokenizer)), tokenizer, TEXTS,
-                         TEXTS[:5], {**params, "epochs": 0.01}, 0, live, tmp_path / "short")[0]["eval_loss"]
-    result, _ = pretrain_lm(model, tokenizer, TEXTS, TEXTS[:5], params, 0, live, tmp_path / "work")
+    before = pretrain_lm(pretrain_trainer(AutoModelForCausalLM.from_config(build_causal_config(MODEL, tokenizer)),
+                                          tokenizer, TEXTS, TEXTS[:5], {**params, "epochs": 0.01}, 0, live,
+                                          tmp_path / "short"))[0]["eval_loss"]
+    result, _ = pretrain_lm(pretrain_trainer(model, tokenizer, TEXTS, TEXTS[:5], params, 0, live, tmp_path / "work"))
     live.end()
     assert result["perplexity"] == pytest.approx(math.exp(result["eval_loss"])) and result["eval_loss"] < before
     model.save_pretrained(tmp_path / "clm")
@@ -130,7 +132,8 @@ def test_pretrain_resumed_after_a_crash_ends_byte_identical(tokenizer, tmp_path,
         # dropout: the RNG must resume too
         model = AutoModelForMaskedLM.from_config(build_config({**MODEL, "dropout": 0.1}, tokenizer))
         live = open_live(tmp_path / name)
-        result, _ = pretrain_lm(model, tokenizer, TEXTS * 4, TEXTS[:5], params, 0, live, tmp_path / f"work-{name}")
+        result, _ = pretrain_lm(pretrain_trainer(model, tokenizer, TEXTS * 4, TEXTS[:5], params, 0, live,
+                                                 tmp_path / f"work-{name}"))
         live.end()
         return result, _weights(model)
 
@@ -205,8 +208,8 @@ def _clm_run(tokenizer, tmp_path, name: str, params: dict, runtime: dict | None 
     base = {"objective": "clm", "evals": 2, "seq_len": 8, "epochs": 1, "batch_size": 8, "lr": 1e-3, "warmup": 0.0,
             "weight_decay": 0.0}
     live = open_live(tmp_path / name)
-    result, _ = pretrain_lm(model, tokenizer, TEXTS * 2, TEXTS[:5], {**base, **params}, 0, live,
-                            tmp_path / f"work-{name}", runtime)
+    result, _ = pretrain_lm(pretrain_trainer(model, tokenizer, TEXTS * 2, TEXTS[:5], {**base, **params}, 0, live,
+                                             tmp_path / f"work-{name}", runtime))
     live.end()
     return result
 

@@ -46,8 +46,12 @@ class LoadReport:
 
     def rows(self, positions: Sequence[int]) -> str:
         """Name rows of the corpus as read: files of a folder corpus, else row numbers counted from 1."""
-        names = [self.files[i] if self.files else str(i + 1) for i in positions]
-        return ("file" if self.files else "row") + ("s " if len(names) > 1 else " ") + _listed(names)
+        return _rows(positions, self.files)
+
+
+def _rows(positions: Sequence[int], files: Sequence[str] = ()) -> str:
+    names = [files[i] if files else str(i + 1) for i in positions]
+    return ("file" if files else "row") + ("s " if len(names) > 1 else " ") + _listed(names)
 
 
 def _count(n: int, noun: str) -> str:
@@ -222,11 +226,10 @@ def _from_dataset(ds: datasets.Dataset, text_column: str, label_column: str, ori
                 f"Set data.{key} in params.yaml."
             )
     labels = list(ds[label_column])
-    missing = [str(i + 1) for i, label in enumerate(labels) if label is None or str(label).strip() == ""]
+    missing = [i for i, label in enumerate(labels) if label is None or str(label).strip() == ""]
     if missing:
-        rows = ("rows " if len(missing) > 1 else "row ") + _listed(missing)  # LoadReport.rows has no files here
-        raise DataError(f"{origin}: label column '{label_column}' is empty in {rows} (counted from 1, not counting "
-                        "a header); fill in the labels or drop those rows.")
+        raise DataError(f"{origin}: label column '{label_column}' is empty in {_rows(missing)} (counted from 1, not "
+                        "counting a header); fill in the labels or drop those rows.")
     feature = ds.features[label_column]
     if isinstance(feature, datasets.ClassLabel):
         labels = feature.int2str(labels)  # keep the names, not the integer codes

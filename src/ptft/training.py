@@ -272,6 +272,10 @@ def pretrain_trainer(
 ) -> Trainer:
     """The pretrain stage's Trainer: blocks, masking (``mlm``) or shifted labels (``clm``), schedule, dvclive.
 
+    ``params["objective"]``: ``mlm`` (masked LM: masks seeded per step, validation masked once) or
+    ``clm`` (causal LM: predict each next token, nothing random beyond the data order).
+    Checkpoints go to ``work_dir``; :func:`pretrain_lm` runs it.
+
     ``schedule`` overrides the evaluation and checkpoint schedule (the benchmark times bare steps).
     """
     num_proc = torch.get_num_threads() if runtime else None
@@ -303,24 +307,13 @@ def pretrain_trainer(
                                        callbacks=[LiveCallback(live)] if live is not None else [], **extra), "pretrain")
 
 
-def pretrain_lm(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    train_texts: Dataset | list[str],
-    validation_texts: Dataset | list[str],
-    params: dict[str, Any],
-    seed: int,
-    live: Live,
-    work_dir: Path,
-    runtime: dict[str, Any] | None = None,
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Language-model pre-training on ``train_texts``, resuming from a checkpoint in ``work_dir`` if one is there.
+def pretrain_lm(trainer: Trainer) -> tuple[dict[str, float], dict[str, float]]:
+    """Run a :func:`pretrain_trainer`, resuming from a checkpoint in its output directory if one is there.
 
-    ``params["objective"]``: ``mlm`` (masked LM: masks seeded per step, validation masked once) or
-    ``clm`` (causal LM: predict each next token, nothing random beyond the data order).
     Returns the validation loss and perplexity, and the run's speed (for the run log).
     """
-    trainer = pretrain_trainer(model, tokenizer, train_texts, validation_texts, params, seed, live, work_dir, runtime)
+    work_dir = Path(trainer.args.output_dir)
+    seq_len = len(trainer.train_dataset[0]["input_ids"])  # every block is pretrain.seq_len tokens
     live_callback = next((c for c in trainer.callback_handler.callbacks if isinstance(c, LiveCallback)), None)
     _train(trainer, live_callback, last_checkpoint(work_dir))
     # The Trainer evaluates at the last step too: that is the final validation loss.
@@ -330,11 +323,11 @@ def pretrain_lm(
         "eval_loss": loss,
         "perplexity": math.exp(loss),
         "train_blocks": blocks,
-        "train_tokens": blocks * params["seq_len"],
+        "train_tokens": blocks * seq_len,
         "steps": trainer.state.global_step,
     }
     speed = train_speed(trainer)
-    speed["train_tokens_per_second"] = speed.get("train_samples_per_second", 0.0) * params["seq_len"]
+    speed["train_tokens_per_second"] = speed.get("train_samples_per_second", 0.0) * seq_len
     return metrics, speed
 
 
