@@ -16,9 +16,10 @@ from ptft.lineage import md5_path
 from tests.conftest import clone_env, copy_clone, dvc
 
 
-def _stage(clone, script: str, **popen) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, f"stages/{script}"], cwd=clone, env=clone_env(clone), capture_output=True,
-                          text=True, **popen)
+def _stage(clone, script: str, prefix: list[str] = (), **popen) -> subprocess.CompletedProcess:
+    """Run ``stages/<script>`` in ``clone`` directly (no dvc), under an optional command ``prefix``."""
+    return subprocess.run([*prefix, sys.executable, f"stages/{script}"], cwd=clone, env=clone_env(clone),
+                          capture_output=True, text=True, **popen)
 
 
 @pytest.mark.parametrize("err", [
@@ -79,8 +80,7 @@ def test_an_unwritable_output_directory_stops_a_stage_before_any_work(smoke_run,
     before = md5_path(clone / "models/finetuned")
     (clone / "reports").chmod(0o555)
     try:
-        result = subprocess.run([*_as_a_plain_user(), sys.executable, "stages/finetune.py"], cwd=clone,
-                                env=clone_env(clone), capture_output=True, text=True)
+        result = _stage(clone, "finetune.py", _as_a_plain_user())
     finally:
         (clone / "reports").chmod(0o755)
     assert result.returncode == 2 and "Traceback" not in result.stderr

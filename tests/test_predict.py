@@ -104,3 +104,11 @@ def test_unreadable_input_and_bad_batch_size_are_clear_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["predict", "--batch-size", "0"])
     assert "--batch-size: must be a positive whole number, got '0'" in capsys.readouterr().err
+
+
+def test_an_output_in_a_missing_directory_is_a_clear_error_before_any_work(model_dir, tmp_path, capsys):
+    (tmp_path / "texts.txt").write_text("\n".join(TEXTS) + "\n")
+    out = tmp_path / "no-such-dir" / "predictions.jsonl"
+    assert main(["predict", str(tmp_path / "texts.txt"), "--model", str(model_dir), "--output", str(out)]) == 2
+    assert f"--output '{out}': the directory {out.parent} does not exist; create it first" in capsys.readouterr().err
+    assert not out.parent.exists()

@@ -111,6 +111,8 @@ def write_predictions(model_dir: str, source: str, output: str, column: str, bat
     leaves no output that looks finished.
     """
     check_model_dir(model_dir)  # before reading stdin or a large file
+    if output != "-" and not Path(output).absolute().parent.is_dir():
+        raise PredictError(f"--output '{output}': the directory {Path(output).parent} does not exist; create it first")
     texts = read_texts(source, column)
     records = predictions(model_dir, texts, batch_size, device, progress=sys.stderr)
     if output == "-":
