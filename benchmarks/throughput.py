@@ -4,7 +4,7 @@ Measures, in one run:
 - tokens/s and peak memory of the real pretrain path (ptft's Trainer, masking collator, dvclive logging)
   against a minimal hand-written loop (forward, backward, AdamW step) on the same model and batches,
   alternating segments so that a noisy machine slows both alike;
-- model FLOPs utilisation: FLOPs per token (:func:`ptft.modeling.flops_per_token`) times tokens/s, over
+- model FLOPs utilisation: FLOPs per token (:func:`ptft.pipeline.modeling.flops_per_token`) times tokens/s, over
   this machine's peak (a large fp32 matmul timed here on CPU; the card's bf16 dense peak on GPU);
 - what sparse MLM prediction saves (the real path with dense decoding, in the same alternation);
 - what dynamic padding and length grouping save in fine-tuning and evaluation;
@@ -34,12 +34,12 @@ import psutil
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
 
-from ptft.data import read_labels, read_split, read_split_dataset
-from ptft.evaluation import predict_proba
-from ptft.modeling import classifier, flops_per_token, language_model
-from ptft.params import deep_merge, load_params, read_yaml
-from ptft.runtime import setup_runtime
-from ptft.training import encode_labelled, mask_batch, open_live, pretrain_trainer, training_arguments
+from ptft.pipeline.data import read_labels, read_split, read_split_dataset
+from ptft.pipeline.evaluation import predict_proba
+from ptft.pipeline.modeling import classifier, flops_per_token, language_model
+from ptft.pipeline.params import deep_merge, load_params, read_yaml
+from ptft.pipeline.runtime import setup_runtime
+from ptft.pipeline.training import encode_labelled, mask_batch, open_live, pretrain_trainer, training_arguments
 
 PREPARED, TOKENIZER, RESULTS = Path("data/prepared"), Path("data/tokenizer"), Path("benchmarks/results")
 # Dense bf16 tensor-core peaks from the vendors' datasheets (FLOP/s), for MFU on GPUs.
@@ -150,7 +150,7 @@ def bare_loop_segment(model: torch.nn.Module, batches: list[dict[str, torch.Tens
 
 def build_trainer(params: dict[str, Any], pretrain: dict[str, Any], train: Any, validation: Any, steps: int,
                   work: Path, model: torch.nn.Module | None = None) -> tuple[Trainer, StepTimes]:
-    """The pretrain stage's Trainer (ptft.training.pretrain_trainer) for ``steps`` steps, without evaluations
+    """The pretrain stage's Trainer (ptft.pipeline.training.pretrain_trainer) for ``steps`` steps, without evaluations
     or checkpoints; its dvclive logging stays on."""
     built, tokenizer = language_model(pretrain, params["model"], TOKENIZER)
     model = built if model is None else model

@@ -6,9 +6,9 @@ Usage: python stages/compare.py ARM BUDGET (dvc.yaml's foreach fills them in).
 
 import sys
 
-from ptft.artifacts import write_json
-from ptft.compare import cell_path, run_cell, stage_name, summarize
-from ptft.stage import run_stage
+from ptft.pipeline.artifacts import write_json
+from ptft.pipeline.compare import cell_path, run_cell, stage_name, summarize
+from ptft.pipeline.stage import run_stage
 
 arm, budget = sys.argv[1], sys.argv[2]
 with run_stage(stage_name(arm, budget)) as run:

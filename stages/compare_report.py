@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from ptft.artifacts import write_json, write_text
-from ptft.compare import curve_rows, gather, headline, markdown
-from ptft.plots import learning_curve
-from ptft.stage import run_stage
+from ptft.pipeline.artifacts import write_json, write_text
+from ptft.pipeline.compare import curve_rows, gather, headline, markdown
+from ptft.pipeline.plots import learning_curve
+from ptft.pipeline.stage import run_stage
 
 with run_stage("compare_report") as run:
     out = Path("reports/compare")

@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from ptft.data import read_labels, read_split, stratified_subset
-from ptft.modeling import classifier, freeze_parameters
-from ptft.params import finetune_seed
-from ptft.stage import run_stage
-from ptft.training import encode_labelled, finetune_classifier, open_live
+from ptft.pipeline.data import read_labels, read_split, stratified_subset
+from ptft.pipeline.modeling import classifier, freeze_parameters
+from ptft.pipeline.params import finetune_seed
+from ptft.pipeline.stage import run_stage
+from ptft.pipeline.training import encode_labelled, finetune_classifier, open_live
 
 with run_stage("finetune", seed=finetune_seed) as run:
     finetune = run.params["finetune"]

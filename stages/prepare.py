@@ -3,8 +3,8 @@
 import sys
 from pathlib import Path
 
-from ptft.artifacts import atomic_dir, write_json
-from ptft.data import (
+from ptft.pipeline.artifacts import atomic_dir, write_json
+from ptft.pipeline.data import (
     clean,
     drop_duplicates,
     drop_near_duplicates,
@@ -13,9 +13,9 @@ from ptft.data import (
     split_stats,
     write_splits,
 )
-from ptft.lineage import corpus_identity
-from ptft.stage import run_stage
-from ptft.tokenizer import save_tokenizer, train_tokenizer
+from ptft.pipeline.lineage import corpus_identity
+from ptft.pipeline.stage import run_stage
+from ptft.pipeline.tokenizer import save_tokenizer, train_tokenizer
 
 with run_stage("prepare") as run:
     data, prepare = run.params["data"], run.params["prepare"]

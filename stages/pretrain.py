@@ -7,10 +7,10 @@ pretrain params with ``compare.objective_settings.NAME`` merged over them, writt
 import sys
 from pathlib import Path
 
-from ptft.data import read_split_dataset
-from ptft.modeling import language_model
-from ptft.stage import run_stage
-from ptft.training import open_live, pretrain_lm, pretrain_trainer
+from ptft.pipeline.data import read_split_dataset
+from ptft.pipeline.modeling import language_model
+from ptft.pipeline.stage import run_stage
+from ptft.pipeline.training import open_live, pretrain_lm, pretrain_trainer
 
 name = sys.argv[2] if sys.argv[1:2] == ["objective"] else None
 stage, artifact, reports = ("pretrain", "models/pretrained", "reports/pretrain") if name is None else \

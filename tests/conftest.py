@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ptft.params import deep_merge, merge_files
+from ptft.pipeline.params import deep_merge, merge_files
 
 ROOT = Path(__file__).resolve().parents[1]
 # CI runs as root on a fresh machine with no git identity; tests commit, and so does `dvc exp run`.
@@ -61,3 +61,11 @@ def smoke_clone(tmp_path_factory) -> Path:
 def smoke_run(smoke_clone) -> tuple[Path, str]:
     """The clone after one `dvc repro`, with that command's output."""
     return smoke_clone, dvc("repro", cwd=smoke_clone).stdout
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that runs the real pipeline (it uses the smoke clone) as ``e2e``, so that
+    ``pytest -m "not e2e"`` runs the unit tests alone."""
+    for item in items:
+        if {"smoke_clone", "smoke_run"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from ptft import compare
-from ptft.compare import arm_settings, budget_size, headline, markdown, run_cell, stage_name, summarize
-from ptft.params import ParamsError, load_params
+from ptft.pipeline import compare
+from ptft.pipeline.compare import arm_settings, budget_size, headline, markdown, run_cell, stage_name, summarize
+from ptft.pipeline.params import ParamsError, load_params
 from tests.conftest import ROOT, dvc
 
 PARAMS = load_params(ROOT / "params.yaml")

@@ -1,4 +1,4 @@
-"""Unit tests for ptft.data: loading, cleaning, dedup, splitting and split files."""
+"""Unit tests for ptft.pipeline.data: loading, cleaning, dedup, splitting and split files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import datasets
 import pandas as pd
 import pytest
 
-from ptft.data import (
+from ptft.pipeline.data import (
     DataError,
     LoadReport,
     _from_dataset,

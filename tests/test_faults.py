@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from ptft.artifacts import storage_problem
-from ptft.lineage import md5_path
+from ptft.pipeline.artifacts import storage_problem
+from ptft.pipeline.lineage import md5_path
 from tests.conftest import clone_env, copy_clone, dvc
 
 

@@ -1,4 +1,4 @@
-"""Unit tests for ptft.lineage: DVC-compatible hashes, upstream params, rebuild commands, the stage frame."""
+"""Unit tests for ptft.pipeline.lineage: DVC-compatible hashes, upstream params, rebuild commands, the stage frame."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from dvc_data.hashfile.db import HashFileDB
 from dvc_objects.fs.local import LocalFileSystem
 
 from ptft.cli import main
-from ptft.lineage import fingerprint, md5_path, producer_of, rebuild_command, upstream_param_keys
-from ptft.params import read_yaml
-from ptft.stage import run_stage
+from ptft.pipeline.lineage import fingerprint, md5_path, producer_of, rebuild_command, upstream_param_keys
+from ptft.pipeline.params import read_yaml
+from ptft.pipeline.stage import run_stage
 from tests.conftest import GIT_IDENTITY, ROOT
 
 

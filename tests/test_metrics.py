@@ -1,4 +1,4 @@
-"""Unit tests for ptft.metrics and the confusion-matrix outputs."""
+"""Unit tests for ptft.pipeline.metrics and the confusion-matrix outputs."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ptft.metrics import classification_metrics, confusion
-from ptft.plots import write_confusion
+from ptft.pipeline.metrics import classification_metrics, confusion
+from ptft.pipeline.plots import write_confusion
 
 LABELS = ["a", "b", "c"]
 

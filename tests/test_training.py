@@ -1,4 +1,4 @@
-"""Unit tests for ptft.training: block grouping, a tiny MLM run and fine-tuning a real checkpoint."""
+"""Unit tests for ptft.pipeline.training: block grouping, a tiny MLM run and fine-tuning a real checkpoint."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, GPT2ForSequenceClassification
 
-from ptft.modeling import build_causal_config, build_config, classifier
-from ptft.params import ParamsError
-from ptft.runtime import setup_runtime
-from ptft.tokenizer import save_tokenizer, train_tokenizer
-from ptft.training import (
+from ptft.pipeline.modeling import build_causal_config, build_config, classifier
+from ptft.pipeline.params import ParamsError
+from ptft.pipeline.runtime import setup_runtime
+from ptft.pipeline.tokenizer import save_tokenizer, train_tokenizer
+from ptft.pipeline.training import (
     PlainProgress,
     Trainer,
     encode_labelled,
@@ -247,7 +247,7 @@ def test_tf32_and_autotuning_only_when_determinism_is_off():
 
 
 def test_predict_proba_batches_longest_first_and_returns_rows_in_input_order(tokenizer, tmp_path):
-    from ptft.evaluation import predict_proba
+    from ptft.pipeline.evaluation import predict_proba
 
     tokenizer.save_pretrained(tmp_path / "tok")
     model, tok = classifier("scratch", MODEL, tmp_path / "tok", ["a", "b", "c"], "mean")

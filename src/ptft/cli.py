@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ptft.params import PARAMS_FILE, UserError, merge_files
+from ptft.pipeline.params import PARAMS_FILE, UserError, merge_files
 from ptft.report import ReportError, build_report
 from ptft.trace import LineageError, trace
 

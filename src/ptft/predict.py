@@ -12,7 +12,7 @@ from typing import IO, TYPE_CHECKING
 
 import pandas as pd
 
-from ptft.params import UserError
+from ptft.pipeline.params import UserError
 
 if TYPE_CHECKING:  # transformers takes seconds to import; `ptft --help` should not wait for it
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -61,7 +61,7 @@ def check_model_dir(model_dir: str) -> Path:
     if not (path / "config.json").is_file():
         raise PredictError(f"--model '{model_dir}' is not a model directory (no config.json); "
                            "use models/finetuned after `dvc repro finetune`")
-    from ptft.modeling import unsafe_weights  # imports transformers: only once the input checks have passed
+    from ptft.pipeline.modeling import unsafe_weights  # imports transformers: only once the input checks have passed
 
     problem = unsafe_weights(path)
     if problem:
@@ -85,7 +85,7 @@ def load_classifier(model_dir: str, device: str = "auto") -> tuple[PreTrainedMod
 def predictions(model_dir: str, texts: list[str], batch_size: int, device: str = "auto",
                 progress: IO[str] | None = None) -> Iterator[dict]:
     """One record per text, in order: the label, its probability and every class's probability."""
-    from ptft.evaluation import predict_proba
+    from ptft.pipeline.evaluation import predict_proba
 
     model, tokenizer = load_classifier(model_dir, device)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]

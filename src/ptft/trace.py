@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from ptft.lineage import DVC_YAML, LINEAGE_FILE, dvc_stages, flatten, md5_path, producer_of
+from ptft.pipeline.lineage import DVC_YAML, LINEAGE_FILE, dvc_stages, flatten, md5_path, producer_of
 
 DVC_CACHE = Path(".dvc/cache/files/md5")
 LOCK_FILE = Path("dvc.lock")

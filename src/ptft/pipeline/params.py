@@ -39,8 +39,8 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
 
 
 def check_params(params: dict[str, Any]) -> None:
-    """Check the whole file against :mod:`ptft.schema`: every problem at once, each naming its key."""
-    from ptft.schema import problems  # pydantic builds the schema on import: only when checking
+    """Check the whole file against :mod:`ptft.pipeline.schema`: every problem at once, each naming its key."""
+    from ptft.pipeline.schema import problems  # pydantic builds the schema on import: only when checking
 
     found = problems(params)
     if found:

@@ -21,7 +21,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from ptft.params import ParamsError
+from ptft.pipeline.params import ParamsError
 
 FAMILIES = ("modernbert", "bert")
 FREEZE_CHOICES = "none, embeddings, embeddings+N (N lowest layers too), all-but-head"

@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from ptft.lineage import flatten
+from ptft.pipeline.lineage import flatten
 
 
 def _table(header: tuple[str, str], rows: dict[str, Any]) -> str:

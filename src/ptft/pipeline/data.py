@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
-from ptft.params import UserError
-from ptft.schema import FILE_FORMATS, SUPPORTED_SOURCES
+from ptft.pipeline.params import UserError
+from ptft.pipeline.schema import FILE_FORMATS, SUPPORTED_SOURCES
 
 SPLITS = ("train", "validation", "test")
 # Words per shingle of the near-duplicate check: long enough that shared stock phrases do not count.

@@ -7,7 +7,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from ptft.metrics import classification_metrics
+from ptft.pipeline.metrics import classification_metrics
 
 # Inverse regularisation strengths tried; the one with the best validation macro-F1 is kept.
 C_GRID = (0.1, 1.0, 10.0, 100.0)

@@ -30,10 +30,10 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ptft.metrics import classification_metrics
-from ptft.modeling import layerwise_param_groups
-from ptft.params import ParamsError
-from ptft.runtime import world_size
+from ptft.pipeline.metrics import classification_metrics
+from ptft.pipeline.modeling import layerwise_param_groups
+from ptft.pipeline.params import ParamsError
+from ptft.pipeline.runtime import world_size
 
 # The step slot of the validation masks' seed: far above any real optimizer step.
 VALIDATION_MASK_KEY = 2**32 - 1
@@ -245,7 +245,7 @@ def group_texts(texts: Dataset | list[str], tokenizer: PreTrainedTokenizerBase, 
 
     As in run_mlm.py: each document keeps its [CLS] ... [SEP] markers and blocks run across
     document boundaries, so no token is spent on padding. The short tail is dropped. Tokenising
-    runs in ``num_proc`` processes; for a file-backed Dataset (:func:`ptft.data.read_split_dataset`)
+    runs in ``num_proc`` processes; for a file-backed Dataset (:func:`ptft.pipeline.data.read_split_dataset`)
     ``datasets`` caches both steps by fingerprint, so a rerun with the same text and tokenizer
     (a new learning rate, say) reads the blocks back instead of redoing them.
     """

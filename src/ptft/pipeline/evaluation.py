@@ -15,11 +15,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from ptft.artifacts import atomic_dir, write_json
-from ptft.data import read_split
-from ptft.metrics import classification_metrics, confusion
-from ptft.plots import write_confusion
-from ptft.stage import run_stage
+from ptft.pipeline.artifacts import write_json
+from ptft.pipeline.metrics import classification_metrics, confusion
+from ptft.pipeline.plots import write_confusion
 
 
 @torch.inference_mode()
@@ -70,10 +68,3 @@ def evaluate_split(model_dir: Path, split: pd.DataFrame, out_dir: Path, batch_si
     ).to_csv(out_dir / "predictions.csv", index_label="row")
     return metrics
 
-
-def score_stage(stage: str, split_name: str, report_dir: str) -> None:
-    """The evaluate and test stages: score ``models/finetuned`` on one prepared split, per params.yaml."""
-    with run_stage(stage) as run, atomic_dir(report_dir) as out:
-        metrics = evaluate_split(Path("models/finetuned"), read_split(Path("data/prepared"), split_name), out,
-                                 run.params["evaluate"]["batch_size"], f"Confusion matrix, {split_name} split")
-    print(f"{split_name}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}")

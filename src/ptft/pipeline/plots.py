@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ptft.artifacts import write_json  # noqa: E402
+from ptft.pipeline.artifacts import write_json  # noqa: E402
 
 
 def confusion_rows(actual: Sequence[str], predicted: Sequence[str]) -> list[dict[str, str]]:

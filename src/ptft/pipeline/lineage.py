@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 import yaml
 
-from ptft.params import require
+from ptft.pipeline.params import require
 
 LINEAGE_FILE = "lineage.json"
 DVC_YAML = Path("dvc.yaml")

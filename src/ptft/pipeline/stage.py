@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ptft.artifacts import atomic_dir, storage_problem, unwritable, write_json, write_text
-from ptft.cards import model_card
-from ptft.lineage import LINEAGE_FILE, environment, fingerprint, lineage_record, stage_inputs, stage_outputs
-from ptft.params import UserError, load_params
-from ptft.runtime import is_main_process, setup_runtime, wait_for_all_processes
+from ptft.pipeline.artifacts import atomic_dir, storage_problem, unwritable, write_json, write_text
+from ptft.pipeline.cards import model_card
+from ptft.pipeline.lineage import LINEAGE_FILE, environment, fingerprint, lineage_record, stage_inputs, stage_outputs
+from ptft.pipeline.params import UserError, load_params
+from ptft.pipeline.runtime import is_main_process, setup_runtime, wait_for_all_processes
 
 if TYPE_CHECKING:  # transformers takes seconds to import; stages without a model do not need it
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -74,7 +74,7 @@ class StageRun:
     def save_model(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, artifact: str,
                    metrics: dict[str, Any], **card: str) -> None:
         """Save ``model`` and ``tokenizer`` to ``artifact`` in HF format, with ``lineage.json`` and a model card
-        (``card``: the :func:`ptft.cards.model_card` texts), renamed into place only when all is written."""
+        (``card``: the :func:`ptft.pipeline.cards.model_card` texts), renamed into place only when all is written."""
         with self.output_dir(artifact) as out:
             model.save_pretrained(out)
             tokenizer.save_pretrained(out)

@@ -18,11 +18,11 @@ from typing import Any
 
 import pandas as pd
 
-from ptft.artifacts import write_json
-from ptft.baselines import fit_tfidf
-from ptft.data import read_labels, read_split, stratified_subset
-from ptft.metrics import classification_metrics
-from ptft.params import ParamsError
+from ptft.pipeline.artifacts import write_json
+from ptft.pipeline.baselines import fit_tfidf
+from ptft.pipeline.data import read_labels, read_split, stratified_subset
+from ptft.pipeline.metrics import classification_metrics
+from ptft.pipeline.params import ParamsError
 
 PREPARED = Path("data/prepared")
 RUNS = Path("reports/compare/runs")
@@ -117,9 +117,9 @@ def _finetune(settings: dict[str, Any], params: dict[str, Any], train: pd.DataFr
     # Imported here: transformers takes seconds to import, which TF-IDF cells and the report skip.
     from transformers import set_seed
 
-    from ptft.evaluation import predict_proba
-    from ptft.modeling import classifier, freeze_parameters
-    from ptft.training import encode_labelled, finetune_classifier
+    from ptft.pipeline.evaluation import predict_proba
+    from ptft.pipeline.modeling import classifier, freeze_parameters
+    from ptft.pipeline.training import encode_labelled, finetune_classifier
 
     set_seed(seed)  # the classifier head's initial weights (and scratch's whole model) come from this seed
     model, tokenizer = classifier(settings["init"], params["model"], Path("data/tokenizer"), labels,
