@@ -67,7 +67,7 @@ def test_the_import_scanner_sees_every_form_of_import(tmp_path):
 def test_the_pipeline_imports_nothing_outside_itself():
     for path in sorted((SRC / "ptft/pipeline").rglob("*.py")):
         outside = {m for m in imported_ptft_modules(path) if m != PIPELINE and not m.startswith(f"{PIPELINE}.")}
-        assert not outside, f"{path.relative_to(ROOT)} imports {sorted(outside)}: a stage would not rerun when it changes"
+        assert not outside, f"{path.relative_to(ROOT)} imports {sorted(outside)}: stages would miss its changes"
 
 
 def test_ptft_init_holds_no_code():

@@ -1,4 +1,4 @@
-"""Unit tests for ptft.pipeline.lineage: DVC-compatible hashes, upstream params, rebuild commands, the stage frame."""
+"""Unit tests for lineage: DVC's hashes and stages, the records, the commit search, drift, the stage frame."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -15,9 +17,10 @@ from dvc_data.hashfile.db import HashFileDB
 from dvc_objects.fs.local import LocalFileSystem
 
 from ptft.cli import main
-from ptft.pipeline.lineage import fingerprint, md5_path, producer_of, rebuild_command, upstream_param_keys
+from ptft.pipeline.lineage import environment, fingerprint, lineage_record, md5_path, stage_inputs, stage_outputs
 from ptft.pipeline.params import read_yaml
 from ptft.pipeline.stage import run_stage
+from ptft.trace import _from_cache, environment_drift, recorded_by, reproduce
 from tests.conftest import GIT_IDENTITY, ROOT
 
 
@@ -41,44 +44,108 @@ def test_md5_path_matches_dvc_for_files_and_directories(tmp_path):
 
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
-    """A git repository holding this project's dvc.yaml, params.yaml and stage code."""
-    for name in ("dvc.yaml", "params.yaml"):
+    """A git and DVC repository holding this project's dvc.yaml, params.yaml and stage code."""
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "stages", tmp_path / "stages")
     shutil.copytree(ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     monkeypatch.chdir(tmp_path)
-    env = {**os.environ, **GIT_IDENTITY}
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(["git", *args], check=True, env=env, capture_output=True)
+        git(*args)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], check=True, capture_output=True)
     return tmp_path
 
 
-def test_upstream_params_cover_every_stage_a_rebuild_runs(repo):
-    keys = upstream_param_keys("finetune")
-    assert {"seed", "runtime", "runtime.threads", "runtime.deterministic", "model", "finetune", "pretrain", "data",
-            "prepare"} == keys
-    assert upstream_param_keys("prepare") == {"seed", "runtime.threads", "runtime.deterministic", "data", "prepare"}
-    assert producer_of("data/prepared/train.parquet", yaml.safe_load(open("dvc.yaml"))["stages"]) == \
-        ("data/prepared", "prepare")
+def git(*args: str) -> str:
+    env = {**os.environ, **GIT_IDENTITY}
+    return subprocess.run(["git", *args], check=True, env=env, capture_output=True, text=True).stdout.strip()
 
 
-def test_rebuild_command_sets_exactly_the_params_that_differ_from_the_commit(repo):
+def test_md5_path_applies_the_repositorys_dvcignore(repo):
+    (repo / "src/ptft/pipeline/__pycache__").mkdir()
+    before = md5_path("src/ptft/pipeline")
+    (repo / "src/ptft/pipeline/__pycache__/data.cpython-311.pyc").write_bytes(b"compiled")
+    assert md5_path("src/ptft/pipeline") == before  # compiling the code changes no stage's dep
+    (repo / "src/ptft/pipeline/data.py").write_text("# changed\n")
+    assert md5_path("src/ptft/pipeline") != before
+
+
+def test_stages_are_read_as_dvc_resolves_them(repo):
     params = read_yaml("params.yaml")
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    source = {"commit": commit, "dirty": False}
-    assert rebuild_command("finetune", source, params) == f"git checkout {commit} && dvc repro finetune"
-    params["pretrain"]["seq_len"] = 64
-    params["finetune"]["train_examples"] = None
-    params["evaluate"]["batch_size"] = 8  # not read by finetune or upstream: not part of its rebuild
-    params["finetune"]["init"] = "hf:org/model"
-    command = rebuild_command("finetune", source, params)
-    assert command == (f"git checkout {commit} && dvc exp run finetune -S 'pretrain.seq_len=64' "
-                       "-S 'finetune.init=hf:org/model'")
+    focus = params["compare"]["focus_budget"]
+    assert stage_outputs("compare_objective@clm") == [f"reports/compare/runs/objective-clm-{focus}.json"]
+    assert stage_outputs("prepare") == ["data/prepared", "data/tokenizer", "reports/prepare/stats.json"]
+    (repo / "data/prepared").mkdir(parents=True)
+    (repo / "data/prepared/validation.parquet").write_bytes(b"v")
+    (repo / "models/finetuned").mkdir(parents=True)
+    inputs = stage_inputs("evaluate", params)
+    assert list(inputs["deps"]) == ["stages/evaluate.py", "src/ptft/pipeline", "data/prepared/validation.parquet",
+                                    "models/finetuned"]
+    assert inputs["params"] == {"seed": 42, "runtime.threads": 2, "runtime.deterministic": True,
+                                "evaluate.batch_size": params["evaluate"]["batch_size"]}
+
+
+def test_lineage_records_data_inputs_and_software_but_no_code_or_git_state(repo):
     params = read_yaml("params.yaml")
-    params["finetune"]["lr"] = 1e-4
-    params["finetune"]["seed"] = 7
-    assert rebuild_command("finetune", source, params).endswith("-S 'finetune.lr=0.0001' -S 'finetune.seed=7'")
-    assert rebuild_command("finetune", {"commit": commit, "dirty": True}, params) is None
+    inputs = {"params": {"seed": 42}, "deps": {"stages/finetune.py": "1", "src/ptft/pipeline": "2.dir",
+                                               "data/prepared/train.parquet": "3", "models/pretrained": "4.dir"}}
+    record = lineage_record("finetune", "models/finetuned", params, inputs, {"accuracy": 0.5})
+    assert record["deps"] == {"data/prepared/train.parquet": "3", "models/pretrained": "4.dir"}
+    assert set(record) == {"artifact", "stage", "params", "deps", "metrics", "environment"}
+    assert git("rev-parse", "HEAD") not in json.dumps(record) and str(repo) not in json.dumps(record)
+
+
+def _commit_lock(outs: dict[str, str], message: str) -> str:
+    lock = {"schema": "2.0", "stages": {"finetune": {"cmd": "python stages/finetune.py",
+                                                     "outs": [{"path": p, "md5": m} for p, m in outs.items()]}}}
+    Path("dvc.lock").write_text(yaml.safe_dump(lock))
+    git("add", "dvc.lock")
+    git("commit", "-qm", message)
+    return git("rev-parse", "HEAD")
+
+
+def test_the_commit_or_experiment_whose_dvc_lock_records_a_hash_is_found(repo):
+    first = _commit_lock({"models/finetuned": "aaa.dir"}, "first model")
+    second = _commit_lock({"models/finetuned": "bbb.dir", "models/other": "aaa.dir"}, "second model")
+    (repo / "README.md").write_text("later work\n")
+    git("add", "README.md")
+    git("commit", "-qm", "unrelated")
+    assert recorded_by("models/finetuned", "aaa.dir") == {"commit": first}  # not `second`, where it is another out
+    assert recorded_by("models/finetuned", "bbb.dir") == {"commit": second}
+    assert recorded_by("models/finetuned", "ccc.dir") is None
+    git("checkout", "-q", "-b", "scratch")
+    experiment = _commit_lock({"models/finetuned": "ccc.dir"}, "an experiment")
+    git("checkout", "-q", "-")
+    git("update-ref", f"refs/exps/{first[:2]}/{first[2:]}/half-lr", experiment)
+    git("branch", "-D", "scratch")
+    assert recorded_by("models/finetuned", "ccc.dir") == {"experiment": "half-lr"}
+    assert reproduce("models/finetuned", "finetune", {"experiment": "half-lr"}) == {
+        "restore": "dvc exp apply half-lr && dvc checkout models/finetuned",
+        "rebuild": "dvc exp apply half-lr && dvc repro -f finetune"}
+    assert reproduce("models/finetuned", "finetune", {"commit": first})["rebuild"] == \
+        f"git checkout {first[:12]} && dvc repro -f finetune"
+
+
+def test_environment_drift_names_each_version_that_differs():
+    now = environment(2)
+    built = {**now, "python": "3.0.0", "packages": {**now["packages"], "torch": "1.0.0"}}
+    drift = environment_drift([{"artifact": "models/finetuned", "environment": built}])
+    assert drift == ["models/finetuned: Python 3.0.0 when built, " + now["python"] + " here",
+                     f"models/finetuned: torch 1.0.0 when built, {now['packages']['torch']} here"]
+    assert environment_drift([{"artifact": "models/finetuned", "environment": now}]) == []
+
+
+def test_lineage_is_read_back_from_a_dvc_cache_wherever_it_lives(repo, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("shared-cache")
+    subprocess.run([sys.executable, "-m", "dvc", "cache", "dir", str(cache)], check=True, capture_output=True)
+    (repo / "archive").mkdir()
+    (repo / "archive/lineage.json").write_text('{"stage": "pretrain"}')
+    (repo / "archive/weights").write_text("w")
+    subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "archive"], check=True, capture_output=True)
+    md5 = md5_path("archive")
+    shutil.rmtree(repo / "archive")
+    assert _from_cache(md5) == {"stage": "pretrain"}
+    assert any(cache.rglob("*.dir"))
 
 
 def test_run_stage_keys_checkpoints_to_inputs_and_logs_each_run(repo, capsys):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from ptft.pipeline.params import PARAMS_FILE, UserError, merge_files
 from ptft.report import ReportError, build_report
-from ptft.trace import LineageError, trace
+from ptft.trace import LineageError, lineage, render
 
 
 def _positive(value: str) -> int:
@@ -23,10 +24,11 @@ def main(argv: list[str] | None = None) -> int:
                                                      "into params.yaml")
     merge.add_argument("override", help="partial params file whose keys replace those of params.yaml")
     merge.add_argument("--params", default=str(PARAMS_FILE), help="params file to update (default: params.yaml)")
-    lineage = commands.add_parser("lineage", help="print where an artifact came from, back to the raw corpus, "
-                                                   "and how to reproduce it")
-    lineage.add_argument("artifact",
-                         help="a directory a stage wrote: models/finetuned, models/pretrained or data/prepared")
+    trace = commands.add_parser("lineage", help="print where an artifact came from, back to the raw corpus, the "
+                                                 "commit that recorded it, and how to rebuild it")
+    trace.add_argument("artifact",
+                       help="a directory a stage wrote: models/finetuned, models/pretrained or data/prepared")
+    trace.add_argument("--json", action="store_true", help="print the same as JSON, for scripts")
     report = commands.add_parser("report", help="markdown report of params, metrics and loss curves against a base "
                                                  "revision (what the pull-request comment shows)")
     report.add_argument("--base", default="main", help="git revision to compare with (default: main)")
@@ -46,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             merge_files(args.params, args.override)
             print(f"merged {args.override} into {args.params}")
         elif args.command == "lineage":
-            print(trace(args.artifact))
+            found = lineage(args.artifact)
+            print(json.dumps(found, indent=2) if args.json else render(found))
         elif args.command == "report":
             print(build_report(args.base, args.out), end="")
         elif args.command == "predict":

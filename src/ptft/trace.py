@@ -1,4 +1,10 @@
-"""``ptft lineage``: the chain from an artifact back to the raw corpus, checked against the workspace."""
+"""``ptft lineage``: the chain from an artifact back to the raw corpus, checked against the workspace; the
+commit or experiment whose dvc.lock records it, with the command that rebuilds it; and how the running
+environment differs from the one that built it.
+
+Nothing here is stored in the artifacts: where an artifact came from in git is found now, from the
+``dvc.lock`` history, so that a commit can never change an artifact's bytes.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,9 @@ from typing import Any
 
 import yaml
 
-from ptft.pipeline.lineage import DVC_YAML, LINEAGE_FILE, dvc_stages, flatten, md5_path, producer_of
+from ptft.pipeline.lineage import LINEAGE_FILE, dvc_repo, environment, flatten, md5_path
 
-DVC_CACHE = Path(".dvc/cache/files/md5")
-LOCK_FILE = Path("dvc.lock")
-# How far back in git history to look for the commit that recorded an artifact.
-HISTORY_DEPTH = 500
+LOCK_FILE = "dvc.lock"
 
 
 class LineageError(ValueError):
@@ -32,12 +35,13 @@ def _md5(path: str) -> str | None:
 
 
 def _from_cache(dir_md5: str) -> dict[str, Any] | None:
-    """An artifact's lineage.json read back from the DVC cache, by the directory's md5."""
-    manifest = DVC_CACHE / dir_md5[:2] / dir_md5[2:]
+    """An artifact's lineage.json read back from the DVC cache (wherever `dvc cache dir` put it), by its md5."""
+    cache = dvc_repo().cache.local
+    manifest = Path(cache.oid_to_path(dir_md5))
     if not manifest.is_file():
         return None
     entry = next((e for e in json.loads(manifest.read_text()) if e["relpath"] == LINEAGE_FILE), None)
-    cached = entry and DVC_CACHE / entry["md5"][:2] / entry["md5"][2:]
+    cached = entry and Path(cache.oid_to_path(entry["md5"]))
     return json.loads(cached.read_text()) if cached and cached.is_file() else None
 
 
@@ -54,8 +58,18 @@ def _read(out: str, dep: str, md5: str) -> tuple[dict[str, Any] | None, str | No
     return None, "changed since, and not in the DVC cache"
 
 
-def _lock_outs(lock_text: str) -> dict[str, str]:
-    lock = yaml.safe_load(lock_text) or {}
+def _producers() -> dict[str, str]:
+    """Every cached output of the pipeline and the stage (``compare_scratch@100`` for a cell) that writes it."""
+    return {out.def_path: stage.addressing for stage in dvc_repo().index.stages for out in stage.outs}
+
+
+def _producer_of(path: str, producers: dict[str, str]) -> tuple[str, str] | None:
+    """The output holding ``path`` (the path itself or a directory above it) and the stage writing it."""
+    return next(((out, stage) for out, stage in producers.items() if path == out or path.startswith(f"{out}/")), None)
+
+
+def _lock_outs(lock_text: str | None) -> dict[str, str]:
+    lock = yaml.safe_load(lock_text or "") or {}
     return {out["path"]: out.get("md5") for stage in lock.get("stages", {}).values() for out in stage.get("outs", [])}
 
 
@@ -64,16 +78,88 @@ def _git(*args: str) -> str | None:
     return result.stdout if result.returncode == 0 else None
 
 
-def _recorded_by(path: str, md5: str) -> str | None:
-    """A command that restores the artifact: the newest commit or experiment whose dvc.lock records ``md5``."""
-    for commit in (_git("log", f"-{HISTORY_DEPTH}", "--format=%H", "--", str(LOCK_FILE)) or "").split():
-        if _lock_outs(_git("show", f"{commit}:{LOCK_FILE}") or "").get(path) == md5:
-            return f"git checkout {commit[:12]} && dvc checkout   # or dvc repro, to rebuild it there"
-    for line in (_git("for-each-ref", "--format=%(objectname) %(refname)", "refs/exps") or "").splitlines():
-        commit, ref = line.split()
-        if _lock_outs(_git("show", f"{commit}:{LOCK_FILE}") or "").get(path) == md5:
-            return f"dvc exp apply {ref.rsplit('/', 1)[-1]}   # the experiment that recorded it"
-    return None
+def recorded_by(path: str, md5: str) -> dict[str, str] | None:
+    """The commit, or else the experiment, whose dvc.lock records ``md5`` for the output ``path``.
+
+    ``git log -S`` finds the commits whose dvc.lock gained or lost the hash, in every branch and
+    experiment at once; only those few are read, to keep the ones that record it as this output.
+    A commit is preferred to an experiment, which a clone does not bring along.
+    """
+    log = _git("log", f"-S{md5}", "--format=%H%x09%D", "--decorate-refs=refs/exps", "--all", "--", LOCK_FILE) or ""
+    found: list[dict[str, str]] = []
+    for line in log.splitlines():
+        commit, _, refs = line.partition("\t")
+        if _lock_outs(_git("show", f"{commit}:{LOCK_FILE}")).get(path) != md5:
+            continue  # the commit that dropped it, or one where it is another output's dep
+        experiment = next((ref.rsplit("/", 1)[-1] for ref in refs.split(", ") if ref.startswith("refs/exps/")), None)
+        found.append({"experiment": experiment} if experiment else {"commit": commit})
+    return next((f for f in found if "commit" in f), found[0] if found else None)
+
+
+def reproduce(artifact: str, stage: str, source: dict[str, str] | None) -> dict[str, str] | None:
+    """The commands that restore the artifact from the DVC cache or remote, and that rebuild it from scratch."""
+    if source is None:
+        return None
+    go = f"git checkout {source['commit'][:12]}" if "commit" in source else f"dvc exp apply {source['experiment']}"
+    return {"restore": f"{go} && dvc checkout {artifact}", "rebuild": f"{go} && dvc repro -f {stage}"}
+
+
+def environment_drift(records: list[dict[str, Any]]) -> list[str]:
+    """How the running software and hardware differ from those that built each record's artifact."""
+    now = environment(0)
+    drift: list[str] = []
+    for record in records:
+        built = record["environment"]
+        pairs = [("Python", built["python"], now["python"]), ("device", built["device"], now["device"])]
+        pairs += [(name, version, now["packages"].get(name)) for name, version in built["packages"].items()]
+        drift += [f"{record['artifact']}: {name} {was} when built, {here or 'not installed'} here"
+                  for name, was, here in pairs if was != here]
+    return drift
+
+
+def lineage(artifact: str | Path) -> dict[str, Any]:
+    """The chain of stages from ``artifact`` (a model or data directory) back to the raw corpus, with where
+    git records it, how to rebuild it, and the environment drift."""
+    if not Path("dvc.yaml").is_file():
+        raise LineageError("run `ptft lineage` from the root of the ptft repository (where dvc.yaml is)")
+    try:
+        start = Path(artifact).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        raise LineageError(f"{artifact} is outside this repository ({Path.cwd()})") from None
+    if not (Path(start) / LINEAGE_FILE).is_file():
+        raise LineageError(f"{start} has no {LINEAGE_FILE}: give a directory a ptft stage wrote "
+                           "(models/finetuned, models/pretrained or data/prepared), after `dvc repro` or `dvc pull`")
+    _md5.cache_clear()  # hashes are reused within one trace only: files may change between calls
+    producers = _producers()
+    order = list(dict.fromkeys(producers.values()))  # dvc.yaml's order: upstream stages first
+    md5 = _md5(start)
+
+    # Walk the deps upstream, breadth first; the steps are listed from the artifact back to the corpus.
+    steps: list[dict[str, Any]] = []
+    queue, seen = [(start, start, md5)], {start}
+    while queue:
+        out, dep, dep_md5 = queue.pop(0)
+        record, found_in = _read(out, dep, dep_md5)
+        stage = (_producer_of(out, producers) or (out, "?"))[1]
+        steps.append({"artifact": out, "stage": stage, "found_in": found_in, "record": record})
+        for upstream_dep, upstream_md5 in (record or {}).get("deps", {}).items():
+            producer = _producer_of(upstream_dep, producers)
+            if producer is not None and producer[0] not in seen:
+                seen.add(producer[0])
+                queue.append((producer[0], upstream_dep, upstream_md5))
+    steps.sort(key=lambda s: -order.index(s["stage"]) if s["stage"] in order else 0)
+    steps = [s for s in steps if s["record"] is not None or s["found_in"] is not None]
+
+    source = recorded_by(start, md5) if md5 else None
+    return {
+        "artifact": start,
+        "md5": md5,
+        "matches_dvc_lock": Path(LOCK_FILE).is_file() and _lock_outs(Path(LOCK_FILE).read_text()).get(start) == md5,
+        "steps": steps,
+        "recorded_by": source,
+        "reproduce": reproduce(start, (_producer_of(start, producers) or (start, start))[1], source),
+        "environment_drift": environment_drift([s["record"] for s in steps if s["record"]]),
+    }
 
 
 def _field(name: str, items: list[str]) -> str:
@@ -82,15 +168,11 @@ def _field(name: str, items: list[str]) -> str:
 
 
 def _step(record: dict[str, Any], found_in: str) -> list[str]:
-    source, env = record["source"], record["environment"]
-    if source["commit"] is None:
-        built = "outside a git checkout"
-    else:
-        built = f"commit {source['commit'][:12]}" + (" + uncommitted code changes" if source["dirty"] else "")
+    env = record["environment"]
     packages = ", ".join(f"{n} {v}" for n, v in env["packages"].items() if v and n in ("torch", "transformers"))
     lines = [
         f"{record['artifact']}  <- stage {record['stage']}   (lineage from the {found_in})",
-        f"    built from  {built}; {env['device']}, {env['threads']} threads, Python {env['python']}, {packages}",
+        f"    built on    {env['device']}, {env['threads']} threads, Python {env['python']}, {packages}",
         _field("params", [f"{k}={'null' if v is None else v}" for k, v in flatten(record["params"]).items()]),
         _field("metrics", [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in flatten(record["metrics"]).items()]),
@@ -107,54 +189,26 @@ def _step(record: dict[str, Any], found_in: str) -> list[str]:
     return lines
 
 
-def trace(artifact: str | Path) -> str:
-    """The chain of stages from ``artifact`` (a model or data directory) back to the raw corpus, as text."""
-    if not DVC_YAML.is_file():
-        raise LineageError("run `ptft lineage` from the root of the ptft repository (where dvc.yaml is)")
-    try:
-        start = Path(artifact).resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        raise LineageError(f"{artifact} is outside this repository ({Path.cwd()})") from None
-    if not (Path(start) / LINEAGE_FILE).is_file():
-        raise LineageError(f"{start} has no {LINEAGE_FILE}: give a directory a ptft stage wrote "
-                           "(models/finetuned, models/pretrained or data/prepared), after `dvc repro` or `dvc pull`")
-    _md5.cache_clear()  # hashes are reused within one trace only: files may change between calls
-    stages = dvc_stages()
-    md5 = _md5(start)
-    locked = _lock_outs(LOCK_FILE.read_text()) if LOCK_FILE.is_file() else {}
-    state = "matches dvc.lock" if locked.get(start) == md5 else "differs from dvc.lock (see `dvc status`)"
-    lines = [f"{start}: md5 {md5}, {state}", ""]
-
-    # Walk the deps upstream; print the steps from the artifact back to the corpus, in stage order.
-    steps: list[tuple[int, list[str]]] = []
-    queue: list[tuple[str, str, str]] = [(start, start, md5)]
-    seen = {start}
-    first: dict[str, Any] | None = None
-    while queue:
-        out, dep, dep_md5 = queue.pop(0)
-        record, found_in = _read(out, dep, dep_md5)
-        stage = (producer_of(out, stages) or (out, "?"))[1]
-        order = -list(stages).index(stage) if stage in stages else 0
-        if record is None:
-            if found_in is not None:
-                steps.append((order, [f"{out}  <- stage {stage}: {found_in}"]))
-            continue
-        first = first or record
-        steps.append((order, _step(record, found_in)))
-        for upstream_dep, upstream_md5 in record["deps"].items():
-            producer = producer_of(upstream_dep, stages)
-            if producer is not None and producer[0] not in seen:
-                seen.add(producer[0])
-                queue.append((producer[0], upstream_dep, upstream_md5))
-    for _, step in sorted(steps, key=lambda s: s[0]):
-        lines += step + [""]
-
-    restore = _recorded_by(start, md5) if md5 else None
-    lines.append("reproduce:")
-    if restore:
-        lines.append(f"    {restore}")
-    if first and first["rebuild"]:
-        lines.append(f"    {first['rebuild']}   # rebuilds it bit for bit (same hardware, software, threads)")
-    if not restore and not (first and first["rebuild"]):
-        lines.append("    no commit records it yet: commit dvc.lock (or use `dvc exp save`) to make it reproducible")
+def render(found: dict[str, Any]) -> str:
+    """:func:`lineage` as the text ``ptft lineage`` prints."""
+    state = "matches dvc.lock" if found["matches_dvc_lock"] else "differs from dvc.lock (see `dvc status`)"
+    lines = [f"{found['artifact']}: md5 {found['md5']}, {state}", ""]
+    for step in found["steps"]:
+        record = step["record"]
+        lines += (_step(record, step["found_in"]) if record else
+                  [f"{step['artifact']}  <- stage {step['stage']}: {step['found_in']}"]) + [""]
+    source = found["recorded_by"]
+    if source is None:
+        lines.append("recorded by: no commit or experiment yet: commit dvc.lock (or `dvc exp save`) to make it "
+                     "reproducible")
+    else:
+        where = f"commit {source['commit'][:12]}" if "commit" in source else f"experiment {source['experiment']}"
+        commands = found["reproduce"]
+        lines += [f"recorded by: {where} (its dvc.lock holds this md5, with the code and params that built it)",
+                  f"    {commands['restore']}   # restore it (from the DVC cache, or `dvc pull` first)",
+                  f"    {commands['rebuild']}   # rebuild it bit for bit (same hardware, software, threads)"]
+    drift = found["environment_drift"]
+    lines += ["", "environment: " + ("as when built" if not drift else
+                                     "differs from when built, so a rebuild may not be bit-exact:")]
+    lines += [f"    {line}" for line in drift]
     return "\n".join(lines)

@@ -17,20 +17,13 @@ def _table(header: tuple[str, str], rows: dict[str, Any]) -> str:
 
 
 def _source(lineage: dict[str, Any]) -> str:
-    source, env = lineage["source"], lineage["environment"]
-    if source["commit"] is None:
-        built = "Built outside a git checkout."
-    elif source["dirty"]:
-        built = f"Built from uncommitted changes to the stage's code, on top of commit `{source['commit']}`."
-    else:
-        built = f"Built from commit `{source['commit']}` (the last commit that changed the stage's code)."
+    env = lineage["environment"]
     versions = ", ".join(f"{name} {version}" for name, version in env["packages"].items() if version)
-    rebuild = (f"```bash\n{lineage['rebuild']}\n```" if lineage["rebuild"] else
-               "No commit holds the code that built it; `ptft lineage` finds the commit once one does.")
-    return (f"{built} Stage `{lineage['stage']}`, on {env['device']} with {env['threads']} threads, "
-            f"Python {env['python']}, {versions}.\n\nRebuild it bit for bit (same hardware, software and "
-            f"thread count):\n\n{rebuild}\n\n`ptft lineage <this directory>` prints the whole chain back to "
-            f"the raw corpus; `lineage.json` holds the same in machine-readable form.")
+    return (f"Built by the stage `{lineage['stage']}` on {env['device']} with {env['threads']} threads, "
+            f"Python {env['python']}, {versions}.\n\n`ptft lineage <this directory>` prints the whole chain back "
+            "to the raw corpus, finds the commit (or experiment) whose `dvc.lock` records this directory's hash, "
+            "and prints the command that rebuilds it bit for bit (same hardware, software and thread count). "
+            "`lineage.json` holds the params, input hashes and environment in machine-readable form.")
 
 
 def model_card(title: str, summary: str, pipeline_tag: str, usage: str, lineage: dict[str, Any]) -> str:
