@@ -214,18 +214,18 @@ def training_arguments(params: dict[str, Any], seed: int, work_dir: Path, key: s
         train_sampling_strategy="group_by_length" if params.get("group_by_length") else "random",
         bf16=runtime.get("bf16", False),
         torch_compile=runtime.get("compile", False),
-        # NCCL needs GPUs; gloo runs data-parallel training on CPUs.
+        # NCCL needs GPUs; gloo runs data-parallel training on CPUs. Without use_cpu, accelerate took a CPU
+        # torchrun launch for one process: no DDP, each rank trained its own copy on its half of each batch.
         ddp_backend=None if torch.cuda.is_available() or world_size() == 1 else "gloo",
-        # Each process averages its own loss and DDP averages the gradients. With the Trainer's
-        # token-count sharing across processes, a 2-process run here (transformers 5.x, gloo) scaled
-        # each process's loss by 2 without summing the counts: twice the true loss, logged and trained on.
+        # Each process averages its own loss and DDP averages the gradients. (The Trainer's token-count
+        # sharing once doubled the loss here: it scaled by the 2 processes but, without use_cpu, summed no counts.)
         average_tokens_across_devices=False,
         report_to="none",  # LiveCallback logs to dvclive instead
         seed=seed,
         data_seed=seed,
         disable_tqdm=not sys.stderr.isatty(),  # a bar on a terminal; PlainProgress lines in a log
         dataloader_pin_memory=torch.cuda.is_available(),
-        **schedule,
+        **{"use_cpu": not torch.cuda.is_available(), **schedule},
     )
 
 
