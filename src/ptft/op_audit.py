@@ -135,8 +135,8 @@ def _attributes(name: str, bound: dict[str, Any]) -> dict[str, str]:
     elif base in ("cumsum", "cumprod"):
         dtype = bound.get("dtype")
         found["dtype"] = dtype if dtype is not None else _first_tensor(bound).dtype
-    elif base.startswith(("nll_loss", "nll_loss2d")):
-        found["input_ndim"] = bound["self"].ndim
+    elif base.startswith("nll_loss"):  # nll_loss_forward, nll_loss2d_forward and their backward
+        found["input_ndim"] = bound.get("self", _first_tensor(bound)).ndim
         found["reduction"] = _REDUCTIONS.get(bound.get("reduction"), bound.get("reduction"))
     elif base in ("scatter", "index_reduce", "scatter_reduce"):
         if bound.get("reduce") is not None:
@@ -342,8 +342,8 @@ def _lm_trainer(kind: Kind, runtime: dict[str, Any], schedule: dict[str, Any], w
 
 def _classifier_trainer(kind: Kind, runtime: dict[str, Any], schedule: dict[str, Any], work: Path):  # noqa: ANN202
     """The finetune stage's Trainer for one step on a padded batch: the arguments and the padding collator
-    that ``finetune_classifier`` uses, built here because its schedule (and ``use_cpu``, which bf16 needs
-    on a machine without a GPU) cannot be passed to it."""
+    that ``finetune_classifier`` uses, built here because neither the schedule nor the device can be passed
+    to it (it trains on the GPU whenever there is one; the snapshot is of steps on CPU)."""
     from transformers import DataCollatorWithPadding, Trainer
 
     from ptft.pipeline.modeling import classifier, language_model
