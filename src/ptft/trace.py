@@ -106,7 +106,7 @@ def reproduce(artifact: str, stage: str, source: dict[str, str] | None) -> dict[
 
 def environment_drift(records: list[dict[str, Any]]) -> list[str]:
     """How the running software and hardware differ from those that built each record's artifact."""
-    now = environment(0)
+    now = environment(0)  # the thread count is a param, which a rebuild sets as recorded
     drift: list[str] = []
     for record in records:
         built = record["environment"]
