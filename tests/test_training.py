@@ -11,6 +11,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, GPT2ForSequenceClassification
 
+from ptft.pipeline.evaluation import predict_proba
+from ptft.pipeline.metrics import classification_metrics
 from ptft.pipeline.modeling import build_causal_config, build_config, classifier
 from ptft.pipeline.params import ParamsError
 from ptft.pipeline.runtime import setup_runtime
@@ -100,6 +102,49 @@ def test_layer_lr_decay_trains_lower_layers_less(tokenizer, tmp_path):
     assert embeddings < head / 10
     embeddings, head = moved(1.0)
     assert embeddings > head / 10
+
+
+@pytest.mark.parametrize("saved", [False, True], ids=["in-memory", "epoch-checkpoints"])
+def test_fine_tuning_ends_with_the_best_evaluations_weights_not_the_last(tokenizer, tmp_path, monkeypatch, saved):
+    """The model fine-tuning returns holds the weights of its best validation macro-F1, not those of its last step.
+
+    Validation is the train set with its labels swapped: an untrained model predicts one class (macro-F1
+    0.32), and the better it fits the train labels the worse it scores, down to 0 at the last evaluation.
+    Both ways of keeping the best are checked: KeepBest's copy in memory (``work_dir=None``, the
+    comparison's runs) and the Trainer's best epoch checkpoint (the finetune stage).
+    """
+    save_tokenizer(tokenizer, tmp_path / "tokenizer")
+    labels = [text.split()[1] in ("market", "team") or text.split()[2] == "rose" for text in TEXTS]
+    evaluations = []  # (epoch, macro-F1, weights) at every evaluation, in order
+    evaluate = Trainer.evaluate
+
+    def recorded(self, *args, **kwargs):
+        metrics = evaluate(self, *args, **kwargs)
+        evaluations.append((self.state.epoch, metrics["eval_macro_f1"], _weights(self.model)))
+        return metrics
+
+    monkeypatch.setattr(Trainer, "evaluate", recorded)
+    setup_runtime(0, 1)
+    model, tok = classifier("scratch", MODEL, tmp_path / "tokenizer", ["a", "b"], "mean")
+    train = encode_labelled(TEXTS, ["a" if y else "b" for y in labels], model.config.label2id, tok, 16)
+    swapped = ["b" if y else "a" for y in labels]
+    validation = encode_labelled(TEXTS, swapped, model.config.label2id, tok, 16)
+    params = {"batch_size": 5, "epochs": 4, "lr": 1e-2, "warmup": 0.0, "weight_decay": 0.0, "min_steps": 1,
+              "evals": 4}  # one evaluation an epoch either way
+    result, _ = finetune_classifier(model, tok, train, validation, params, 0, None,
+                                    tmp_path / "work" if saved else None)
+
+    scores = [f1 for _, f1, _ in evaluations]
+    best = scores.index(max(scores))  # the first of equals
+    assert len(evaluations) == 4 and scores[-1] < scores[best] and best < 3  # the run is as intended
+    held = next((i for i, (_, _, weights) in enumerate(evaluations) if weights == _weights(model)), None)
+    assert held == best, f"the model holds evaluation {held}'s weights, not the best's ({best}); macro-F1 {scores}"
+    assert evaluations[best][2] != evaluations[-1][2]
+    assert result["best_epoch"] == evaluations[best][0] and result["validation_macro_f1"] == scores[best]
+    # Scored afresh, the returned model is the best evaluation's.
+    predicted = predict_proba(model, tok, TEXTS, batch_size=8, max_length=16).argmax(-1)
+    rescored = classification_metrics([model.config.label2id[y] for y in swapped], predicted)["macro_f1"]
+    assert rescored == pytest.approx(scores[best])
 
 
 def test_finetune_minilm_checkpoint(tmp_path):
