@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,33 @@ def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "dvc", *args], cwd)
+
+
+def repro_until_checkpoint(clone: Path, stage: str = "pretrain") -> subprocess.Popen:
+    """Start `dvc repro <stage>` in a session of its own; return it once the stage has saved a complete checkpoint
+    (polled often: a short run can end soon after its first one)."""
+    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", stage], cwd=clone, env=clone_env(clone),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while not list(clone.glob(f"checkpoints/{stage}/*/checkpoint-*/trainer_state.json")):
+        assert process.poll() is None, f"{stage} ended before writing a checkpoint"
+        assert time.time() < deadline, "no checkpoint after 10 minutes"
+        time.sleep(0.05)
+    return process
+
+
+def assert_resumed_like_unbroken(killed: Path, unbroken: Path, output: str, original: Path) -> None:
+    """The rerun of a killed pretrain resumed, and ended with the uninterrupted run's model and curves."""
+    from ptft.pipeline.lineage import md5_path
+
+    assert "resuming from checkpoints/pretrain/" in output
+    assert md5_path(killed / "models/pretrained") == md5_path(unbroken / "models/pretrained")
+    assert md5_path(killed / "models/pretrained") != md5_path(original / "models/pretrained")
+    for curve in ("train/loss.tsv", "eval/loss.tsv"):
+        path = f"reports/pretrain/plots/metrics/{curve}"
+        assert (killed / path).read_text() == (unbroken / path).read_text()
+    assert not (killed / "checkpoints/pretrain").exists()  # removed once the stage succeeded
+    assert not list(killed.glob("models/.*.tmp")) and not list(killed.glob("reports/.*.tmp"))
 
 
 def copy_clone(clone: Path, to: Path, override: dict | None = None) -> Path:

@@ -13,15 +13,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from ptft.pipeline.lineage import md5_path
-from tests.conftest import clone_env, copy_clone, dvc
+from tests.conftest import assert_resumed_like_unbroken, copy_clone, dvc, repro_until_checkpoint
 
 LAUNCH = "torchrun --standalone --nproc_per_node=2"
 TWO_PROCESSES = {"runtime": {"launch": LAUNCH}}
@@ -104,13 +101,7 @@ def resumed_two(smoke_run, tmp_path_factory) -> tuple[Path, Path, str]:
     unbroken = copy_clone(smoke_run[0], root / "unbroken", {**LONGER_PRETRAIN, **TWO_PROCESSES})
     dvc("repro", "pretrain", cwd=unbroken)
     killed = copy_clone(smoke_run[0], root / "killed", {**LONGER_PRETRAIN, **TWO_PROCESSES})
-    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "pretrain"], cwd=killed, env=clone_env(killed),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 600
-    while not list(killed.glob("checkpoints/pretrain/*/checkpoint-*/trainer_state.json")):
-        assert process.poll() is None, "pretrain ended before writing a checkpoint"
-        assert time.time() < deadline, "no checkpoint after 10 minutes"
-        time.sleep(0.05)
+    process = repro_until_checkpoint(killed)
     _kill_everything(process)
     assert len((killed / "logs/pretrain.jsonl").read_text().splitlines()) == 1  # the smoke run's: none finished
     return unbroken, killed, dvc("repro", "pretrain", cwd=killed).stdout
@@ -153,11 +144,4 @@ def test_mlm_losses_of_one_and_two_processes_differ_by_the_masks_only(smoke_run,
 
 def test_killed_torchrun_pretrain_resumes_to_the_identical_model(resumed_two, smoke_run):
     unbroken, killed, output = resumed_two
-    assert "resuming from checkpoints/pretrain/" in output
-    assert md5_path(killed / "models/pretrained") == md5_path(unbroken / "models/pretrained")
-    assert md5_path(killed / "models/pretrained") != md5_path(smoke_run[0] / "models/pretrained")
-    for curve in ("train/loss.tsv", "eval/loss.tsv"):
-        path = f"reports/pretrain/plots/metrics/{curve}"
-        assert (killed / path).read_text() == (unbroken / path).read_text()
-    assert not (killed / "checkpoints/pretrain").exists()  # removed once the stage succeeded
-    assert not list(killed.glob("models/.*.tmp")) and not list(killed.glob("reports/.*.tmp"))
+    assert_resumed_like_unbroken(killed, unbroken, output, smoke_run[0])

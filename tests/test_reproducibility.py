@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 import yaml
 
 from ptft.pipeline.lineage import md5_path
-from tests.conftest import clone_env, copy_clone, dvc, run
+from tests.conftest import assert_resumed_like_unbroken, copy_clone, dvc, repro_until_checkpoint, run
 
 # Long enough for several checkpoints (one per eval, 8 per run), short enough for CI.
 LONGER_PRETRAIN = {"pretrain": {"epochs": 0.05}}
@@ -140,13 +139,7 @@ def resumed(smoke_run, tmp_path_factory) -> tuple[Path, Path, str]:
     unbroken = copy_clone(smoke_run[0], root / "unbroken", LONGER_PRETRAIN)
     dvc("repro", "pretrain", cwd=unbroken)
     killed = copy_clone(smoke_run[0], root / "killed", LONGER_PRETRAIN)
-    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "pretrain"], cwd=killed, env=clone_env(killed),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 600
-    while not list(killed.glob("checkpoints/pretrain/*/checkpoint-*/trainer_state.json")):
-        assert process.poll() is None, "pretrain ended before writing a checkpoint"
-        assert time.time() < deadline, "no checkpoint after 10 minutes"
-        time.sleep(0.2)
+    process = repro_until_checkpoint(killed)
     os.killpg(process.pid, signal.SIGKILL)  # dvc and the stage, as a power cut would
     process.wait()
     return unbroken, killed, dvc("repro", "pretrain", cwd=killed).stdout
@@ -154,14 +147,7 @@ def resumed(smoke_run, tmp_path_factory) -> tuple[Path, Path, str]:
 
 def test_killed_pretrain_resumes_to_the_identical_model(resumed, smoke_run):
     unbroken, killed, output = resumed
-    assert "resuming from checkpoints/pretrain/" in output
-    assert md5_path(killed / "models/pretrained") == md5_path(unbroken / "models/pretrained")
-    assert md5_path(killed / "models/pretrained") != md5_path(smoke_run[0] / "models/pretrained")
-    for curve in ("train/loss.tsv", "eval/loss.tsv"):
-        path = f"reports/pretrain/plots/metrics/{curve}"
-        assert (killed / path).read_text() == (unbroken / path).read_text()
-    assert not (killed / "checkpoints/pretrain").exists()  # removed once the stage succeeded
-    assert not list(killed.glob("models/.*.tmp")) and not list(killed.glob("reports/.*.tmp"))
+    assert_resumed_like_unbroken(killed, unbroken, output, smoke_run[0])
 
 
 def test_lineage_reads_a_replaced_upstream_version_from_the_dvc_cache(resumed):
@@ -195,15 +181,11 @@ def test_lineage_names_the_experiment_that_recorded_a_model(smoke_run, tmp_path)
 def test_sigterm_stops_pretrain_cleanly_and_the_next_repro_resumes(smoke_run, tmp_path):
     clone = copy_clone(smoke_run[0], tmp_path / "ptft", LONGER_PRETRAIN)
     committed = md5_path(smoke_run[0] / "models/pretrained")
-    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "pretrain"], cwd=clone, env=clone_env(clone),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 600
-    while not list(clone.glob("checkpoints/pretrain/*/checkpoint-*/trainer_state.json")):
-        assert process.poll() is None and time.time() < deadline, "no checkpoint before the end"
-        time.sleep(0.2)
+    process = repro_until_checkpoint(clone)
     os.killpg(process.pid, signal.SIGTERM)  # what `kill`, a job scheduler or a CI timeout sends
     assert process.wait(timeout=120) != 0
     log = clone / "logs/pretrain.jsonl"  # the stage may finish its cleanup just after dvc has exited
+    deadline = time.time() + 120
     while len(log.read_text().splitlines()) < 2 and time.time() < deadline:
         time.sleep(0.2)
     assert json.loads(log.read_text().splitlines()[-1])["status"] == "interrupted"
