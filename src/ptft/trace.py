@@ -179,7 +179,8 @@ def _step(record: dict[str, Any], found_in: str) -> list[str]:
     ]
     if "corpus" in record:
         lines.append(_field("corpus", [f"{k}={v}" for k, v in record["corpus"].items()]))
-    lines.append("    inputs      (md5 as recorded; = the workspace still matches, ! it does not)")
+    if record["deps"]:  # prepare reads only the raw corpus, named above
+        lines.append("    inputs      (md5 as recorded; = the workspace still matches, ! it does not)")
     width = max(map(len, record["deps"]), default=0)
     for dep, md5 in record["deps"].items():
         now = _md5(dep)
