@@ -6,6 +6,7 @@ import errno
 import os
 import resource
 import shutil
+import sqlite3
 import subprocess
 import sys
 
@@ -35,6 +36,16 @@ def test_a_full_disk_is_recognised_however_the_writer_reports_it(err):
         assert "(models/.pretrained.tmp/model.safetensors)" in problem
 
 
+@pytest.mark.parametrize(("err", "problem"), [
+    (OSError(errno.EFBIG, "File too large"), "File too large: free disk space, or raise the file-size limit"),
+    (sqlite3.OperationalError("database or disk is full"), "database or disk is full (writing a database"),
+    (sqlite3.OperationalError("disk I/O error"), "disk I/O error (writing a database"),
+])
+def test_a_file_size_limit_and_a_database_write_are_storage_problems(err, problem):
+    assert storage_problem(err).startswith(problem)
+    assert storage_problem(sqlite3.OperationalError("no such table: links")) is None  # a bug, not the disk
+
+
 def test_a_storage_error_is_found_behind_the_error_it_caused():
     try:
         try:
@@ -56,7 +67,8 @@ def test_a_full_disk_stops_a_stage_with_one_line_and_keeps_the_finished_outputs(
     result = _stage(clone, "prepare.py", preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("prepare: error: File too large")
+    # The stage's first write past the limit: DVC's hash cache (SQLite), opened to hash the stage's inputs.
+    assert result.stderr.strip().splitlines()[-1].startswith("prepare: error: disk I/O error (writing a database")
     assert "raise the file-size limit (ulimit -f), then rerun `dvc repro`" in result.stderr
     assert {out: md5_path(clone / out) for out in before} == before  # the last complete outputs are untouched
     assert not list(clone.glob("data/.*.tmp")) and not list(clone.glob("reports/**/.*.tmp"))

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +60,11 @@ STORAGE_ERRORS = {
 }
 # Rust-backed writers (safetensors, tokenizers) raise plain exceptions that end in "(os error 28)".
 _OS_ERROR = re.compile(r"(?:os error|errno) (\d+)")
+# SQLite (DVC's hash cache, opened when a stage hashes its inputs) names a refused write by message, no errno.
+SQLITE_ERRORS = {
+    "database or disk is full": STORAGE_ERRORS[errno.ENOSPC],
+    "disk I/O error": "free disk space, or raise the file-size limit (ulimit -f)",
+}
 
 
 def storage_problem(err: BaseException) -> str | None:
@@ -70,10 +76,16 @@ def storage_problem(err: BaseException) -> str | None:
             code = int(match.group(1))
         if code in STORAGE_ERRORS:
             where = getattr(seen, "filename", None)
-            return (f"{os.strerror(code)}{f' ({where})' if where else ''}: {STORAGE_ERRORS[code]}, then rerun "
-                    "`dvc repro`. No output was half-written, and finished stages and checkpoints are kept.")
+            return _advice(f"{os.strerror(code)}{f' ({where})' if where else ''}", STORAGE_ERRORS[code])
+        if isinstance(seen, sqlite3.Error) and str(seen) in SQLITE_ERRORS:
+            return _advice(f"{seen} (writing a database, such as DVC's hash cache)", SQLITE_ERRORS[str(seen)])
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _advice(problem: str, fix: str) -> str:
+    return (f"{problem}: {fix}, then rerun `dvc repro`. No output was half-written, and finished stages and "
+            "checkpoints are kept.")
 
 
 def unwritable(paths: Iterable[str | Path]) -> list[str]:
