@@ -1,4 +1,4 @@
-"""Stage prepare: load, clean and deduplicate the corpus, split it, and train the tokenizer."""
+"""Stage prepare: load, clean and deduplicate the labelled corpus, and split it into train/validation/test."""
 
 import sys
 from pathlib import Path
@@ -15,7 +15,6 @@ from ptft.pipeline.data import (
 )
 from ptft.pipeline.lineage import corpus_identity
 from ptft.pipeline.stage import run_stage
-from ptft.pipeline.tokenizer import save_tokenizer, train_tokenizer
 
 with run_stage("prepare") as run:
     data, prepare = run.params["data"], run.params["prepare"]
@@ -29,11 +28,8 @@ with run_stage("prepare") as run:
     corpus, duplicates = drop_duplicates(corpus)
     corpus, near = drop_near_duplicates(corpus, prepare["near_duplicate_jaccard"])
     splits = split_dataset(corpus, prepare["validation_fraction"], prepare["test_fraction"], run.seed)
-    tokenizer = train_tokenizer(splits["train"]["text"], prepare["vocab_size"], prepare["min_frequency"])
 
     stats = split_stats(splits, report, empty, duplicates, near)
-    with atomic_dir("data/tokenizer") as out:
-        save_tokenizer(tokenizer, out)
     with atomic_dir("data/prepared") as out:
         write_splits(splits, out)
         run.write_lineage(out, "data/prepared", {key: stats[key] for key in

@@ -1,4 +1,5 @@
-"""Stage pretrain: self-supervised pre-training (masked or causal LM) on the train split's text (labels unused).
+"""Stage pretrain: self-supervised pre-training (masked or causal LM) on the pre-training text's token blocks
+(data/corpus, written by prepare_corpus from pretrain.corpus; labels unused).
 
 ``python stages/pretrain.py objective NAME`` is the comparison's stage pretrain_objective@NAME: the
 pretrain params with ``compare.objective_settings.NAME`` merged over them, written to models/objective-NAME.
@@ -7,11 +8,13 @@ pretrain params with ``compare.objective_settings.NAME`` merged over them, writt
 import sys
 from pathlib import Path
 
+from ptft.pipeline.blocks import TokenBlocks, check_tokenizer
 from ptft.pipeline.data import read_split_dataset
 from ptft.pipeline.modeling import language_model
 from ptft.pipeline.stage import run_stage
 from ptft.pipeline.training import open_live, pretrain_lm, pretrain_trainer
 
+CORPUS = Path("data/corpus")
 name = sys.argv[2] if sys.argv[1:2] == ["objective"] else None
 stage, artifact, reports = ("pretrain", "models/pretrained", "reports/pretrain") if name is None else \
     (f"pretrain_objective@{name}", f"models/objective-{name}", f"reports/compare/objective-{name}")
@@ -21,7 +24,9 @@ with run_stage(stage) as run:
         pretrain = {**pretrain, **run.params["compare"]["objective_settings"][name]}
     objective = {"mlm": "masked", "clm": "causal"}[pretrain["objective"]]
     model, tokenizer = language_model(pretrain, run.params["model"], Path("data/tokenizer"))
-    train, validation = (read_split_dataset(Path("data/prepared"), split) for split in ("train", "validation"))
+    check_tokenizer(CORPUS, tokenizer)
+    train = TokenBlocks(CORPUS, pretrain["seq_len"])
+    validation = read_split_dataset(Path("data/prepared"), "validation")
 
     with run.output_dir(reports) as report:  # renamed into place only when complete
         live = open_live(report)
@@ -31,6 +36,7 @@ with run_stage(stage) as run:
             live.log_metric(key, value, plot=False)
         live.end()
     start = "from random weights" if pretrain["init"] == "scratch" else f"continued from `{pretrain['init']}`"
+    text = "the train split's text" if pretrain["corpus"] == "train" else f"`{pretrain['corpus']}`"
     usage = ('from transformers import pipeline\n\nfill = pipeline("fill-mask", model="{}")\n'
              'print(fill("The bank raised its profit [MASK]."))' if objective == "masked" else
              'from transformers import pipeline\n\ngenerate = pipeline("text-generation", model="{}")\n'
@@ -38,8 +44,8 @@ with run_stage(stage) as run:
     run.save_model(
         model, tokenizer, artifact, result,
         title=f"ptft pre-trained {model.config.model_type} ({objective} LM)",
-        summary=f"Pre-trained with {objective} language modelling on the train split's text (labels unused), "
-                f"{start}. Fine-tune it for classification with the finetune stage.",
+        summary=f"Pre-trained with {objective} language modelling on {text} ({result['train_tokens']:,} tokens; "
+                f"labels unused), {start}. Fine-tune it for classification with the finetune stage.",
         pipeline_tag="fill-mask" if objective == "masked" else "text-generation",
         usage=usage,
     )

@@ -154,12 +154,17 @@ def language_model(pretrain: dict[str, Any], model: dict[str, Any],
         config = build_config(model, tokenizer) if objective == "mlm" else build_causal_config(model, tokenizer)
         return auto.from_config(config), tokenizer
     source = resolve_init(init, "pretrain.init", keywords=("scratch",))
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer = checkpoint_tokenizer(init)
     checkpoint = auto.from_pretrained(source, use_safetensors=True)
     if pretrain["seq_len"] > checkpoint.config.max_position_embeddings:
         raise ParamsError(f"pretrain.seq_len ({pretrain['seq_len']}) exceeds {init}'s "
                           f"{checkpoint.config.max_position_embeddings} positions")
     return checkpoint, tokenizer
+
+
+def checkpoint_tokenizer(init: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of the checkpoint that ``pretrain.init`` names (not ``scratch``)."""
+    return AutoTokenizer.from_pretrained(resolve_init(init, "pretrain.init", keywords=("scratch",)))
 
 
 def classifier(

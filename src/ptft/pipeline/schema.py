@@ -35,6 +35,12 @@ SUPPORTED_SOURCES = (
     "a .csv/.json/.jsonl/.parquet file, or 'hf:<dataset id>[:<config>]'"
 )
 FREEZE = re.compile(r"none|embeddings(\+\d+)?|all-but-head")
+# pretrain.corpus entries: hf:<id>[:<config>][@<revision>] (the rest are 'train' or local paths, checked when read).
+HUB_CORPUS = re.compile(r"hf:(?P<id>[^:@\s]+)(?::(?P<config>[^@\s]+))?(?:@(?P<revision>\S+))?")
+CORPUS_ENTRIES = ("'train', a .txt/.jsonl/.json/.parquet file under corpus/ (text files may end in .gz, .bz2 or .xz), "
+                  "a folder or glob of such files, 'hf:<dataset id>[:<config>][@<revision>]', or a list of these")
+# Keys that moved: a params file written for an older ptft gets told where they went.
+MOVED = {"prepare.vocab_size": "corpus.vocab_size", "prepare.min_frequency": "corpus.min_frequency"}
 # Names users bring from transformers' TrainingArguments and run_mlm.py, for "did you mean".
 SYNONYMS = {"learning_rate": "lr", "num_train_epochs": "epochs", "per_device_train_batch_size": "batch_size",
             "train_batch_size": "batch_size", "gradient_accumulation_steps": "accumulation",
@@ -78,8 +84,6 @@ class Data(Block):
 class Prepare(Block):
     validation_fraction: Annotated[float, Field(gt=0, lt=1)]
     test_fraction: Annotated[float, Field(gt=0, lt=1)]
-    vocab_size: Annotated[int, Field(ge=100)]
-    min_frequency: Positive
     near_duplicate_jaccard: Annotated[float, Field(gt=0, le=1)]
 
     @model_validator(mode="after")
@@ -107,18 +111,53 @@ class Model(Block):
         return self
 
 
+def _corpus(value: Any) -> str | list[str]:
+    entries = [value] if isinstance(value, str) else value
+    if not entries:
+        raise ValueError(f"an empty list; set it to {CORPUS_ENTRIES}")
+    for entry in entries:
+        if not entry.strip():
+            raise ValueError(f"an empty entry; set each entry to {CORPUS_ENTRIES}")
+        if entry.startswith("hf:") and not HUB_CORPUS.fullmatch(entry):
+            raise ValueError(f"'{entry}' is not of the form hf:<dataset id>[:<config>][@<revision>]")
+    repeated = sorted({entry for entry in entries if entries.count(entry) > 1})
+    if repeated:
+        raise ValueError(f"{repeated} listed twice; list each source once")
+    return value
+
+
 class Pretrain(Block):
     init: Annotated[str, Field(min_length=1)]
+    corpus: Annotated[str | list[str], AfterValidator(_corpus)]
     objective: Literal["mlm", "clm"]
     seq_len: Annotated[int, Field(ge=8)]
     mask_prob: Annotated[float, Field(gt=0, lt=1)]
     epochs: PositiveFloat
+    max_steps: Positive | None
+    tokens: Positive | None
     batch_size: Positive
     accumulation: Positive
     lr: PositiveFloat
     warmup: Fraction
     weight_decay: Annotated[float, Field(ge=0)]
     evals: Positive
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> Pretrain:
+        if self.max_steps is not None and self.tokens is not None:
+            raise ValueError("pretrain.max_steps and pretrain.tokens are both set; keep one budget and set the "
+                             "other to null (either replaces pretrain.epochs)")
+        return self
+
+
+class Corpus(Block):
+    text_column: Annotated[str, Field(min_length=1)]
+    txt_documents: Literal["paragraph", "line", "file"]
+    hf_split: Annotated[str, Field(min_length=1)]
+    decontamination_ngram: Annotated[int, Field(ge=5)]
+    vocab_size: Annotated[int, Field(ge=100)]
+    min_frequency: Positive
+    tokenizer_documents: Positive
 
 
 class Finetune(Block):
@@ -170,6 +209,11 @@ class Compare(Block):
             missing = [name for name in names if name not in settings]
             if missing:
                 raise ValueError(f"compare.{key} has no entry for {missing}; add one (the overrides of that arm)")
+        for name, settings in self.objective_settings.items():
+            shared = sorted({"init", "corpus"} & set(settings))
+            if shared:  # every objective reads the same token arrays, made with the main run's tokenizer
+                raise ValueError(f"compare.objective_settings.{name} sets {shared}, which every objective shares "
+                                 "with the pretrain params; set them there")
         return self
 
 
@@ -180,6 +224,7 @@ class Params(Block):
     prepare: Prepare
     model: Model
     pretrain: Pretrain
+    corpus: Corpus
     finetune: Finetune
     evaluate: Evaluate
     compare: Compare
@@ -207,6 +252,8 @@ def problems(params: dict[str, Any]) -> list[str]:
 def _describe(error: dict[str, Any]) -> str:
     path = [str(part) for part in error["loc"]]
     key = ".".join(path)
+    if error["type"] == "extra_forbidden" and key in MOVED:
+        return f"param '{key}' has moved to '{MOVED[key]}': rename it in params.yaml"
     if error["type"] == "extra_forbidden":
         known = _fields_at(path[:-1])
         match = difflib.get_close_matches(path[-1], [*known, *SYNONYMS], n=1)

@@ -30,6 +30,7 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ptft.pipeline.blocks import TokenBlocks
 from ptft.pipeline.metrics import classification_metrics
 from ptft.pipeline.modeling import layerwise_param_groups
 from ptft.pipeline.params import ParamsError
@@ -261,7 +262,7 @@ def group_texts(texts: Dataset | list[str], tokenizer: PreTrainedTokenizerBase, 
 def pretrain_trainer(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    train_texts: Dataset | list[str],
+    train_texts: TokenBlocks | Dataset | list[str],
     validation_texts: Dataset | list[str],
     params: dict[str, Any],
     seed: int,
@@ -272,16 +273,19 @@ def pretrain_trainer(
 ) -> Trainer:
     """The pretrain stage's Trainer: blocks, masking (``mlm``) or shifted labels (``clm``), schedule, dvclive.
 
-    ``params["objective"]``: ``mlm`` (masked LM: masks seeded per step, validation masked once) or
-    ``clm`` (causal LM: predict each next token, nothing random beyond the data order).
-    Checkpoints go to ``work_dir``; :func:`pretrain_lm` runs it.
+    ``train_texts`` is the pre-training text's :class:`TokenBlocks` (read memory-mapped), or texts to cut
+    into blocks here. ``params["objective"]``: ``mlm`` (masked LM: masks seeded per step, validation
+    masked once) or ``clm`` (causal LM: predict each next token, nothing random beyond the data order).
+    The run lasts ``params["epochs"]``, or ``max_steps`` optimizer steps, or as many as ``tokens`` tokens
+    take (:func:`pretrain_steps`). Checkpoints go to ``work_dir``; :func:`pretrain_lm` runs it.
 
     ``schedule`` overrides the evaluation and checkpoint schedule (the benchmark times bare steps).
     """
     num_proc = torch.get_num_threads() if runtime else None
     # Under torchrun, rank 0 tokenises and fills the datasets cache; the other processes then read it.
     with PartialState().main_process_first():
-        train = group_texts(train_texts, tokenizer, params["seq_len"], num_proc)
+        train = train_texts if isinstance(train_texts, TokenBlocks) else \
+            group_texts(train_texts, tokenizer, params["seq_len"], num_proc)
         validation = group_texts(validation_texts, tokenizer, params["seq_len"], num_proc)
     if params["objective"] == "mlm":
         masker = DataCollatorForLanguageModeling(
@@ -294,8 +298,9 @@ def pretrain_trainer(
                                                  "data_collator": default_data_collator}
     else:  # the labels are the inputs; the model shifts them by one
         trainer_class, extra = Trainer, {"data_collator": DataCollatorForLanguageModeling(tokenizer, mlm=False)}
-    steps_per_epoch = math.ceil(len(train) / params["batch_size"])
-    total_steps = max(1, math.ceil(steps_per_epoch * params["epochs"]))
+    total_steps = pretrain_steps(params, len(train))
+    if params.get("max_steps") or params.get("tokens"):  # a budget stands instead of epochs
+        schedule = {"max_steps": total_steps, **schedule}
     log_every = max(1, total_steps // 100)
     # Evaluate and checkpoint on a multiple of the logging interval: a run resumed there logs the
     # same averaged losses as one that was never interrupted.
@@ -305,6 +310,16 @@ def pretrain_trainer(
         "save_strategy": "steps", "save_steps": eval_every, "save_total_limit": 1, **schedule})
     return show_progress(trainer_class(model=model, args=args, train_dataset=train, eval_dataset=validation,
                                        callbacks=[LiveCallback(live)] if live is not None else [], **extra), "pretrain")
+
+
+def pretrain_steps(params: dict[str, Any], blocks: int) -> int:
+    """Optimizer steps of a pre-training run: ``max_steps``, else enough for ``tokens`` tokens, else ``epochs``
+    passes over ``blocks`` blocks (the last batch of an epoch may be short)."""
+    if params.get("max_steps"):
+        return params["max_steps"]
+    if params.get("tokens"):
+        return max(1, math.ceil(params["tokens"] / (params["batch_size"] * params["seq_len"])))
+    return max(1, math.ceil(math.ceil(blocks / params["batch_size"]) * params["epochs"]))
 
 
 def pretrain_lm(trainer: Trainer) -> tuple[dict[str, float], dict[str, float]]:
