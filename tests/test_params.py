@@ -102,6 +102,18 @@ def test_every_dvc_cached_output_is_ignored_by_git_and_not_tracked():
     ({"runtime": {"threads": 0}}, "runtime.threads: Input should be greater than 0 (got 0)"),
     ({"data": {"source": "nope/reviews.csv"}}, "data.source 'nope/reviews.csv' does not exist; set it to 'bbc' ("),
     ({"data": {"source": str(ROOT / "README.md")}}, "README.md' has an unsupported extension '.md'; set it to 'bbc'"),
+    ({"pretrain": {"corpus": []}}, "pretrain.corpus: an empty list; set it to 'train', a .txt/.jsonl"),
+    ({"pretrain": {"corpus": ["train", " "]}}, "pretrain.corpus: an empty entry"),
+    ({"pretrain": {"corpus": "hf:"}}, "pretrain.corpus: 'hf:' is not of the form hf:<dataset id>[:<config>][@<revision>]"),
+    ({"pretrain": {"corpus": ["train", "corpus/a", "train"]}}, "pretrain.corpus: ['train'] listed twice"),
+    ({"pretrain": {"corpus": 3}}, "pretrain.corpus: a source or a list of sources, got 3"),
+    ({"pretrain": {"max_steps": 100, "tokens": 10**6}}, "pretrain.max_steps and pretrain.tokens are both set"),
+    ({"pretrain": {"tokens": 0}}, "pretrain.tokens: Input should be greater than 0 (got 0)"),
+    ({"corpus": {"txt_documents": "page"}}, "corpus.txt_documents: Input should be 'paragraph', 'line' or 'file'"),
+    ({"corpus": {"decontamination_ngram": 3}}, "corpus.decontamination_ngram: Input should be greater than or equal"),
+    ({"prepare": {"vocab_size": 8000}}, "param 'prepare.vocab_size' has moved to 'corpus.vocab_size'"),
+    ({"compare": {"objective_settings": {"mlm": {"objective": "mlm", "init": "minilm"}, "clm": {"objective": "clm"}}}},
+     "compare.objective_settings.mlm sets ['init'], which every objective shares with the pretrain params"),
 ])
 def test_every_bad_param_is_named_with_its_fix(change, message):
     from ptft.pipeline.schema import problems

@@ -11,7 +11,7 @@ import yaml
 from ptft.pipeline.data import SPLITS, near_duplicates
 from tests.conftest import copy_clone, dvc
 
-STAGES = ["prepare", "pretrain", "finetune", "evaluate", "test"]
+STAGES = ["prepare", "prepare_corpus", "pretrain", "finetune", "evaluate", "test"]
 
 
 def load(path):

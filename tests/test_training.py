@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
@@ -11,6 +12,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, GPT2ForSequenceClassification
 
+from ptft.pipeline.blocks import TokenBlocks
 from ptft.pipeline.evaluation import predict_proba
 from ptft.pipeline.metrics import classification_metrics
 from ptft.pipeline.modeling import build_causal_config, build_config, classifier
@@ -26,6 +28,7 @@ from ptft.pipeline.training import (
     last_checkpoint,
     open_live,
     pretrain_lm,
+    pretrain_steps,
     pretrain_trainer,
 )
 
@@ -61,6 +64,29 @@ def test_pretrain_mlm_reports_loss_and_perplexity(tokenizer, tmp_path):
     assert result["steps"] == 2 * math.ceil(result["train_blocks"] / 4)
     assert (tmp_path / "live/plots/metrics/train/loss.tsv").is_file()
     assert speed["train_tokens_per_second"] > 0
+
+
+def test_a_step_or_token_budget_stands_instead_of_epochs():
+    params = {"epochs": 3, "max_steps": None, "tokens": None, "batch_size": 4, "seq_len": 16}
+    assert pretrain_steps(params, blocks=10) == 3 * 3  # 3 batches an epoch, the last one short
+    assert pretrain_steps({**params, "epochs": 0.01}, blocks=10) == 1
+    assert pretrain_steps({**params, "max_steps": 7}, blocks=10) == 7
+    assert pretrain_steps({**params, "tokens": 1000}, blocks=10) == 16  # 1000 / (4 x 16), rounded up
+
+
+def test_pretraining_reads_memory_mapped_blocks_for_a_token_budget(tokenizer, tmp_path):
+    """The pretrain stage's path: token arrays on disk, read as blocks; a budget of more steps than an epoch."""
+    ids = np.array([i for text in TEXTS for i in tokenizer(text)["input_ids"]], dtype=np.uint16)
+    ids.tofile(tmp_path / "tokens-00000.bin")
+    (tmp_path / "meta.json").write_text(json.dumps({"dtype": "uint16", "shards": [
+        {"tokens": "tokens-00000.bin", "token_count": len(ids)}]}))
+    blocks = TokenBlocks(tmp_path, 16)
+    model = AutoModelForMaskedLM.from_config(build_config(MODEL, tokenizer))
+    params = {"objective": "mlm", "evals": 2, "seq_len": 16, "mask_prob": 0.3, "epochs": 1, "tokens": 16 * 4 * 30,
+              "batch_size": 4, "lr": 1e-3, "warmup": 0.1, "weight_decay": 0.0}
+    result, _ = pretrain_lm(pretrain_trainer(model, tokenizer, blocks, TEXTS[:5], params, 0, None, tmp_path / "work"))
+    assert result["steps"] == 30 > math.ceil(len(blocks) / 4)  # more than one epoch of the blocks
+    assert result["train_blocks"] == len(blocks) == len(ids) // 16
 
 
 def test_causal_lm_pretrains_then_fine_tunes_as_a_gpt2_classifier(tokenizer, tmp_path):

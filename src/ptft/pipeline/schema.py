@@ -113,6 +113,8 @@ class Model(Block):
 
 def _corpus(value: Any) -> str | list[str]:
     entries = [value] if isinstance(value, str) else value
+    if not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
+        raise ValueError(f"a source or a list of sources, got {value!r}; set it to {CORPUS_ENTRIES}")
     if not entries:
         raise ValueError(f"an empty list; set it to {CORPUS_ENTRIES}")
     for entry in entries:
@@ -128,7 +130,7 @@ def _corpus(value: Any) -> str | list[str]:
 
 class Pretrain(Block):
     init: Annotated[str, Field(min_length=1)]
-    corpus: Annotated[str | list[str], AfterValidator(_corpus)]
+    corpus: Annotated[Any, AfterValidator(_corpus)]
     objective: Literal["mlm", "clm"]
     seq_len: Annotated[int, Field(ge=8)]
     mask_prob: Annotated[float, Field(gt=0, lt=1)]
