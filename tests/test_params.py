@@ -104,7 +104,7 @@ def test_every_dvc_cached_output_is_ignored_by_git_and_not_tracked():
     ({"data": {"source": str(ROOT / "README.md")}}, "README.md' has an unsupported extension '.md'; set it to 'bbc'"),
     ({"pretrain": {"corpus": []}}, "pretrain.corpus: an empty list; set it to 'train', a .txt/.jsonl"),
     ({"pretrain": {"corpus": ["train", " "]}}, "pretrain.corpus: an empty entry"),
-    ({"pretrain": {"corpus": "hf:"}}, "pretrain.corpus: 'hf:' is not of the form hf:<dataset id>[:<config>][@<revision>]"),
+    ({"pretrain": {"corpus": "hf:"}}, "pretrain.corpus: 'hf:' is not of the form hf:<dataset id>[:<config>]"),
     ({"pretrain": {"corpus": ["train", "corpus/a", "train"]}}, "pretrain.corpus: ['train'] listed twice"),
     ({"pretrain": {"corpus": 3}}, "pretrain.corpus: a source or a list of sources, got 3"),
     ({"pretrain": {"max_steps": 100, "tokens": 10**6}}, "pretrain.max_steps and pretrain.tokens are both set"),
