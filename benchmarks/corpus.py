@@ -86,10 +86,10 @@ def vocabulary(train_texts: list[str]) -> Vocabulary:
 def generate_documents(vocab: Vocabulary, target_bytes: int, rng: np.random.Generator) -> list[str]:
     """About ``target_bytes`` of documents, every word drawn at once (vectorised): a Python loop per word would
     take minutes for 200 MB."""
-    words_needed = int(target_bytes / vocab.bytes_per_word)
+    words_needed = int(1.02 * target_bytes / vocab.bytes_per_word)  # a little over, cut to size below
     lengths = rng.integers(MIN_WORDS, MAX_WORDS + 1, size=words_needed // MIN_WORDS + 1)
     ends = np.cumsum(lengths)
-    count = max(1, int(np.searchsorted(ends, words_needed)))
+    count = int(np.searchsorted(ends, words_needed)) + 1
     lengths, ends = lengths[:count], ends[:count]
     total = int(ends[-1])
     ids = rng.choice(len(vocab.p), size=total, p=vocab.p)
@@ -100,7 +100,19 @@ def generate_documents(vocab: Vocabulary, target_bytes: int, rng: np.random.Gene
     start = np.roll(sentence_end, 1)  # the word after a sentence end (and a document's first) is capitalised
     variant += 4 * start
     tokens = vocab.forms[ids, variant].tolist()
-    return [" ".join(tokens[a:b]) for a, b in zip((ends - lengths).tolist(), ends.tolist())]
+    documents = [" ".join(tokens[a:b]) for a, b in zip((ends - lengths).tolist(), ends.tolist())]
+    sizes = np.cumsum([len(text.encode()) for text in documents])
+    return documents[: int(np.searchsorted(sizes, target_bytes)) + 1]  # the first that reach target_bytes
+
+
+def free_slot(shards: list[list[str]], shard: int, used: set[tuple[int, int]], rng: np.random.Generator) -> int:
+    """A random document of ``shard`` to replace with a planted one: not one planted already, and not one of the
+    first shard's documents that are repeated."""
+    while True:
+        slot = int(rng.integers(PLANTED["duplicates"], len(shards[shard])))
+        if (shard, slot) not in used:
+            used.add((shard, slot))
+            return slot
 
 
 def quoted(host: str, passage: list[str], rng: np.random.Generator) -> str:
@@ -108,12 +120,6 @@ def quoted(host: str, passage: list[str], rng: np.random.Generator) -> str:
     words = host.split()
     at = int(rng.integers(len(words) // 4, 3 * len(words) // 4))
     return " ".join([*words[:at], *passage, *words[at:]])
-
-
-def plant(shards: list[list[str]], index: int, texts: list[str], rng: np.random.Generator) -> None:
-    """Insert ``texts`` at random places of shard ``index`` (a few list inserts: cheap)."""
-    for text in texts:
-        shards[index].insert(int(rng.integers(0, len(shards[index]) + 1)), text)
 
 
 def write_shard(path: Path, documents: list[str]) -> int:
@@ -131,26 +137,26 @@ def generate_corpus(folder: Path, mb: float, vocab: Vocabulary, validation: list
                     seed: int) -> dict[str, Any]:
     """A seeded corpus of ``mb`` MB of text under ``folder``, with the PLANTED repeats and validation copies.
 
-    Repeats copy documents of the first shard into the last (a .txt: deduplication works across formats);
-    validation documents are copied whole (``copy``) or quoted, 30 words in a generated host (``shared_ngram``).
+    Planted documents replace generated ones, so the corpus keeps its size. Repeats copy documents of the first
+    shard into the last (a .txt: deduplication works across formats); validation documents are copied whole
+    (``copy``) or quoted, 30 words in a generated host (``shared_ngram``).
     """
     rng = np.random.default_rng(seed)
     count = max(2, math.ceil(mb / SHARD_MB))  # two at least: one of each format
     shards = [generate_documents(vocab, int(mb * 1e6 / count), rng) for _ in range(count)]
     chosen = rng.choice(len(validation), size=PLANTED["copy"] + PLANTED["shared_ngram"], replace=False)
-    copies = [validation[i] for i in chosen[: PLANTED["copy"]]]
-    passages = []
-    for i in chosen[PLANTED["copy"]:]:
+    used: set[tuple[int, int]] = set()
+    for text in shards[0][: PLANTED["duplicates"]]:
+        shards[-1][free_slot(shards, count - 1, used, rng)] = text
+    for i in chosen[: PLANTED["copy"]]:
+        shard = int(rng.integers(0, count))
+        shards[shard][free_slot(shards, shard, used, rng)] = validation[i]
+    for i in chosen[PLANTED["copy"] :]:
         words = validation[i].split()
         at = int(rng.integers(0, len(words) - QUOTE_WORDS + 1))
-        passages.append(words[at : at + QUOTE_WORDS])
-    for passage in passages:  # first, and past the documents to be repeated: no quote is also a repeat or a copy
         shard = int(rng.integers(0, count))
-        host = int(rng.integers(PLANTED["duplicates"], len(shards[shard])))
-        shards[shard][host] = quoted(shards[shard][host], passage, rng)
-    plant(shards, count - 1, shards[0][: PLANTED["duplicates"]], rng)
-    for text in copies:
-        plant(shards, int(rng.integers(0, count)), [text], rng)
+        slot = free_slot(shards, shard, used, rng)
+        shards[shard][slot] = quoted(shards[shard][slot], words[at : at + QUOTE_WORDS], rng)
     folder.mkdir(parents=True)
     written = 0
     for i, documents in enumerate(shards):

@@ -71,7 +71,7 @@ def _external_clone(smoke_run, to: Path, override: dict | None = None) -> tuple[
 @pytest.fixture(scope="module")
 def external(smoke_run, tmp_path_factory) -> dict:
     clone, planted = _external_clone(smoke_run, tmp_path_factory.mktemp("external") / "ptft")
-    output = dvc("repro", "test", cwd=clone).stdout
+    output = dvc("repro", "evaluate", "test", cwd=clone).stdout
     stale = set(json.loads(dvc("status", "--json", cwd=clone).stdout))
     return {"clone": clone, "planted": planted, "output": output, "stale": stale}
 
