@@ -211,6 +211,7 @@ def clone_env(clone: Path) -> dict[str, str]:
 def run_measured(script: str, clone: Path, log: Path) -> dict[str, float]:
     """Run ``python <script>`` in the clone; its wall seconds and peak RSS. Fails with the log's tail."""
     with log.open("w") as out:
+        busy_before = _busy_seconds()
         start = time.perf_counter()
         process = subprocess.Popen([sys.executable, script], cwd=clone, env=clone_env(clone), stdout=out,
                                    stderr=subprocess.STDOUT)
@@ -219,13 +220,23 @@ def run_measured(script: str, clone: Path, log: Path) -> dict[str, float]:
         # keep the highest of every child so far.
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
+        busy = _busy_seconds() - busy_before
         process.returncode = os.waitstatus_to_exitcode(status)
         sampled = sampler.stop()
     if process.returncode:
         raise SystemExit(f"{script} failed ({process.returncode}):\n{log.read_text()[-5000:]}")
     kernel = usage.ru_maxrss * 1024  # KiB on Linux
-    return {"seconds": seconds, "peak_rss_mb": max(kernel, sampled) / 2**20, "kernel_maxrss_mb": kernel / 2**20,
-            "sampled_rss_mb": sampled / 2**20}
+    cpu = usage.ru_utime + usage.ru_stime
+    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": max(kernel, sampled) / 2**20,
+            "kernel_maxrss_mb": kernel / 2**20, "sampled_rss_mb": sampled / 2**20,
+            # CPU time the rest of the machine took meanwhile, as a share of all CPUs: a busy machine slows the stage.
+            "other_load": max(0.0, busy - cpu) / (seconds * (os.cpu_count() or 1))}
+
+
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (not idle, not waiting for I/O) since boot."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
 def set_corpus(clone: Path, corpus: str) -> None:
@@ -301,16 +312,16 @@ def markdown(result: dict[str, Any]) -> str:
              f"{m['cpu']}, {m['cpus_usable']} of {m['cpu_count']} CPUs usable, runtime.threads {m['threads']}; "
              f"Python {m['python']}, torch {m['torch']}, tokenizers {m['tokenizers']}, "
              f"transformers {m['transformers']}.\n",
-             "| text MB | shards | documents | seconds | MB/s | peak RSS (MiB) | tokens | repeats removed | "
-             "copies / near copies / shared n-grams removed |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| text MB | shards | documents | seconds | CPU seconds | MB/s | peak RSS (MiB) | tokens | "
+             "repeats removed | copies / near copies / shared n-grams removed | other load |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in result["sizes"]:
         removed = r["removed"]
         lines.append(f"| {r['mb']:.1f} | {r['shards']} | {r['documents']:,} | {r['seconds']:.1f} | "
-                     f"{r['mb_per_s']:.2f} | {r['peak_rss_mb']:,.0f} | {r['tokens']:,} | "
+                     f"{r['cpu_seconds']:.1f} | {r['mb_per_s']:.2f} | {r['peak_rss_mb']:,.0f} | {r['tokens']:,} | "
                      f"{removed['duplicates']} of {r['planted']['duplicates']} | {removed['copy']} of "
                      f"{r['planted']['copy']} / {removed['near_copy']} of 0 / {removed['shared_ngram']} of "
-                     f"{r['planted']['shared_ngram']} |")
+                     f"{r['planted']['shared_ngram']} | {r['other_load']:.0%} |")
     small, large = result["sizes"][0]["mb"], result["sizes"][-1]["mb"]
     lines += ["\nGoals (smallest size against largest):\n",
               f"- Peak RSS: {100 * g['rss_growth']:+.1f}% from {small:.0f} to {large:.0f} MB "
@@ -321,7 +332,9 @@ def markdown(result: dict[str, Any]) -> str:
               f"- Throughput: {g['mb_per_s']:.2f} MB/s at {large:.0f} MB, {1 / g['seconds_per_mb']:.2f} MB/s at the "
               f"margin (goal: at least {SPEED_GOAL:g} MB/s on {m['threads']} threads): {mark(g['speed_met'])}",
               "\nSeconds are the stage's whole run (start-up and input hashing included); MB are 10^6 bytes of raw "
-              "document text; peak RSS is the stage process's high-water mark (MiB)."]
+              "document text; peak RSS is the stage process's high-water mark (MiB); CPU seconds are the stage's "
+              "user + system time; other load is the CPU time other processes took during the run, as a share of all "
+              "CPUs (near 0% for a clean measurement)."]
     return "\n".join(lines) + "\n"
 
 

@@ -46,13 +46,13 @@ def write_news_corpus(clone: Path) -> dict[str, int]:
     planted = {
         "copy": [held[0], "\n".join(held[1].split(". "))],  # verbatim, and re-wrapped
         "near_copy": [" ".join(words[:40] + ["an", "inserted", "sentence", "here."] + words[40:])],
-        "shared_ngram": [f"{clean[5]} {held[3]} {clean[6]}"],  # embedded in a longer document
+        # embedded in a document several times longer
+        "shared_ngram": [f"{_random_text(rng, 2000)} {held[3]} {_random_text(rng, 2000)}"],
     }
     root = clone / "corpus/news"
     root.mkdir(parents=True)
-    with gzip.open(root / "part-0.jsonl.gz", "wt") as f:
-        for text in clean[:100] + planted["copy"]:
-            f.write(json.dumps({"text": text}) + "\n")
+    lines = "".join(json.dumps({"text": text}) + "\n" for text in clean[:100] + planted["copy"])
+    (root / "part-0.jsonl.gz").write_bytes(gzip.compress(lines.encode(), mtime=0))  # the same bytes in every clone
     (root / "part-1.txt").write_text("\n\n".join(clean[100:200] + planted["near_copy"] + [clean[0]]) + "\n")
     pq.write_table(pa.table({"text": clean[200:] + planted["shared_ngram"]}), root / "part-2.parquet")
     return {reason: len(docs) for reason, docs in planted.items()}
