@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -76,6 +77,7 @@ def test_a_cell_keeps_finished_seeds_and_skips_minilm_when_missing(tmp_path, mon
     monkeypatch.setattr(compare, "read_labels", lambda *_: ["a", "b"])
     monkeypatch.setattr(compare, "read_split", lambda *_: pd.DataFrame({"text": ["x"] * 60, "label": ["a", "b"] * 30}))
     monkeypatch.setattr(compare, "fit_tfidf", lambda *_: pytest.fail("a finished seed was trained again"))
+    monkeypatch.setattr(compare, "text_sample", lambda *_: ["unlabelled text"])
     params = {**PARAMS, "compare": {**PARAMS["compare"], "seeds": [1]}}
     assert run_cell("tfidf", "25", params, tmp_path)["runs"] == [run(1, 0.9)]
     monkeypatch.setattr(compare, "_minilm_missing", lambda: True)
@@ -116,3 +118,16 @@ def test_a_cell_reruns_only_when_its_own_inputs_change(smoke_run, tmp_path):
     stale = set(json.loads(dvc("status", "--json", cwd=clone).stdout))
     assert "compare_pretrained@all" in stale and "compare_scratch@25" in stale and "finetune" in stale
     assert not {name for name in stale if name.startswith(("compare_tfidf", "pretrain", "prepare"))}
+
+
+def test_tfidf_fits_its_vocabulary_on_the_unlabelled_text_too():
+    from ptft.pipeline.baselines import fit_tfidf
+
+    train = pd.DataFrame({"text": ["alpha beta", "gamma delta", "alpha beta", "gamma delta"], "label": list("abab")})
+    unlabelled = ["alpha epsilon zeta", "epsilon zeta gamma", "alpha beta"]
+    alone, _ = fit_tfidf(train, train, ["a", "b"], 0)
+    semi, _ = fit_tfidf(train, train, ["a", "b"], 0, unlabelled)
+    vocabulary = lambda pipeline: set(pipeline[0].vocabulary_)  # noqa: E731
+    assert "epsilon zeta" in vocabulary(semi) and "epsilon" not in vocabulary(alone)
+    # "alpha beta" is labelled and unlabelled text: counted once, so 2 of the 5 documents fitted hold "alpha"
+    assert semi[0].idf_[semi[0].vocabulary_["alpha"]] == pytest.approx(1 + math.log((1 + 5) / (1 + 2)))

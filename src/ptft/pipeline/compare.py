@@ -5,7 +5,7 @@ every budget in ``compare.budgets``, ``minilm`` at ``compare.minilm_budgets``), 
 ``compare.variants`` (finetune overrides such as a freezing strategy) or an objective's model
 from ``compare.objectives``, both at ``compare.focus_budget``. A *cell* is one arm at one budget:
 one run per seed in ``compare.seeds``, each on its own seeded stratified subset of the train split.
-Every choice (best epoch, TF-IDF's C) is made on validation; the test split is scored once per
+TF-IDF fits its vocabulary and IDF on the pre-training text, as the pre-trained arms saw it. Every choice (best epoch, TF-IDF's C) is made on validation; the test split is scored once per
 run, at the end, and never chooses anything.
 """
 
@@ -23,8 +23,10 @@ from ptft.pipeline.baselines import fit_tfidf
 from ptft.pipeline.data import read_labels, read_split, stratified_subset
 from ptft.pipeline.metrics import classification_metrics
 from ptft.pipeline.params import ParamsError
+from ptft.pipeline.pretraining_text import text_sample
 
 PREPARED = Path("data/prepared")
+CORPUS = Path("data/corpus")
 RUNS = Path("reports/compare/runs")
 OBJECTIVES = Path("reports/compare")  # objective-<name>/metrics.json: each objective's pre-training
 METHODS = ("pretrained", "scratch", "tfidf", "minilm")  # each its own stage: compare_<method>@<budget>
@@ -93,6 +95,10 @@ def run_cell(arm: str, budget: str, params: dict[str, Any], work_dir: Path) -> d
     train_all, validation, test = (read_split(PREPARED, split) for split in ("train", "validation", "test"))
     size = budget_size(budget, len(train_all))
     y_test = test["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
+    # TF-IDF fits its vocabulary and IDF on the text pre-training saw (the tokenizer's sample of it, the whole
+    # text when it is small enough), as the pre-trained arms did: only the labels are limited to the budget.
+    unlabelled = text_sample(CORPUS, params["corpus"]["tokenizer_documents"], params["seed"]) \
+        if settings["init"] == "tfidf" else []
     for seed in params["compare"]["seeds"]:
         done = work_dir / f"seed-{seed}.json"
         if done.is_file():
@@ -100,7 +106,7 @@ def run_cell(arm: str, budget: str, params: dict[str, Any], work_dir: Path) -> d
             continue
         train = stratified_subset(train_all, size, seed)
         if settings["init"] == "tfidf":
-            pipeline, result = fit_tfidf(train, validation, labels, seed)
+            pipeline, result = fit_tfidf(train, validation, labels, seed, unlabelled)
             predicted = pipeline.predict(test["text"])
         else:
             predicted, result = _finetune(settings, params, train, validation, test, labels, seed)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ptft.pipeline.blocks import TextShards, token_dtype, write_tokens
+from ptft.pipeline.blocks import TextShards, corpus_texts, token_dtype, write_tokens
 from ptft.pipeline.corpus import (
     COMMIT,
     Source,
@@ -72,6 +72,15 @@ class Reservoir:
             if slot < self.size:
                 self.items[slot] = text
         self.seen += 1
+
+
+def text_sample(directory: Path, size: int, seed: int) -> list[str]:
+    """The tokenizer's sample of the pre-training text in ``directory`` again: the same documents, drawn in the
+    same order with the same seed (``corpus.tokenizer_documents`` and ``seed``)."""
+    sample = Reservoir(size, seed)
+    for text in corpus_texts(directory):
+        sample.add(text)
+    return sample.items
 
 
 def check_sources(value: str | list[str],
