@@ -5,8 +5,9 @@ every budget in ``compare.budgets``, ``minilm`` at ``compare.minilm_budgets``), 
 ``compare.variants`` (finetune overrides such as a freezing strategy) or an objective's model
 from ``compare.objectives``, both at ``compare.focus_budget``. A *cell* is one arm at one budget:
 one run per seed in ``compare.seeds``, each on its own seeded stratified subset of the train split.
-TF-IDF fits its vocabulary and IDF on the pre-training text, as the pre-trained arms saw it. Every choice (best epoch, TF-IDF's C) is made on validation; the test split is scored once per
-run, at the end, and never chooses anything.
+TF-IDF fits its vocabulary and IDF on the pre-training text, which the pre-trained arms saw too.
+Every choice (best epoch, TF-IDF's C) is made on validation; the test split is scored once per run,
+at the end, and never chooses anything.
 """
 
 from __future__ import annotations
