@@ -1,31 +1,44 @@
 """Stage pretrain: self-supervised pre-training (masked or causal LM) on the pre-training text's token blocks
 (data/corpus, written by prepare_corpus from pretrain.corpus; labels unused).
 
-``python stages/pretrain.py objective NAME`` is the comparison's stage pretrain_objective@NAME: the
-pretrain params with ``compare.objective_settings.NAME`` merged over them, written to models/objective-NAME.
+The comparison's own pre-trained models:
+- ``python stages/pretrain.py objective NAME`` (stage pretrain_objective@NAME): the pretrain params with
+  ``compare.objective_settings.NAME`` merged over them, written to models/objective-NAME;
+- ``python stages/pretrain.py continued NAME`` (stage pretrain_continued@NAME): the checkpoint NAME pre-trained
+  further with masked LM on the same text, in its own tokenizer, with ``compare.continued_settings``, written
+  to models/continued-NAME.
 """
 
 import sys
 from pathlib import Path
 
-from ptft.pipeline.blocks import TokenBlocks, check_tokenizer
+from ptft.pipeline.blocks import TokenBlocks, check_tokenizer, corpus_dataset
 from ptft.pipeline.data import read_split_dataset
 from ptft.pipeline.modeling import language_model
 from ptft.pipeline.stage import run_stage
 from ptft.pipeline.training import open_live, pretrain_lm, pretrain_trainer
 
 CORPUS = Path("data/corpus")
-name = sys.argv[2] if sys.argv[1:2] == ["objective"] else None
-stage, artifact, reports = ("pretrain", "models/pretrained", "reports/pretrain") if name is None else \
-    (f"pretrain_objective@{name}", f"models/objective-{name}", f"reports/compare/objective-{name}")
+kind, name = (sys.argv[1], sys.argv[2]) if len(sys.argv) > 2 else ("main", None)
+stage, artifact, reports = {
+    "main": ("pretrain", "models/pretrained", "reports/pretrain"),
+    "objective": (f"pretrain_objective@{name}", f"models/objective-{name}", f"reports/compare/objective-{name}"),
+    "continued": (f"pretrain_continued@{name}", f"models/continued-{name}", f"reports/compare/continued-{name}"),
+}[kind]
 with run_stage(stage) as run:
-    pretrain = run.params["pretrain"]
-    if name is not None:
-        pretrain = {**pretrain, **run.params["compare"]["objective_settings"][name]}
+    pretrain, compare = run.params["pretrain"], run.params["compare"]
+    if kind == "objective":
+        pretrain = {**pretrain, **compare["objective_settings"][name]}
+    elif kind == "continued":
+        pretrain = {**pretrain, "objective": "mlm", "max_steps": None, "tokens": None, **compare["continued_settings"],
+                    "init": name}
     objective = {"mlm": "masked", "clm": "causal"}[pretrain["objective"]]
     model, tokenizer = language_model(pretrain, run.params["model"], Path("data/tokenizer"))
-    check_tokenizer(CORPUS, tokenizer)
-    train = TokenBlocks(CORPUS, pretrain["seq_len"])
+    if kind == "continued":  # the checkpoint's own tokenizer, not the one the token arrays were made with
+        train = corpus_dataset(CORPUS)
+    else:
+        check_tokenizer(CORPUS, tokenizer)
+        train = TokenBlocks(CORPUS, pretrain["seq_len"])
     validation = read_split_dataset(Path("data/prepared"), "validation")
 
     with run.output_dir(reports) as report:  # renamed into place only when complete

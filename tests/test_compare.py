@@ -37,20 +37,26 @@ def test_headline_gains_and_markdown_tables():
         "methods": {"pretrained": {"100": cell(0.80), "all": cell(0.95)},
                     "scratch": {"100": cell(0.50), "all": cell(0.90)},
                     "tfidf": {"100": cell(0.85), "all": cell(0.97)},
-                    "minilm": {"100": {"skipped": "not installed"}}},
+                    "minilm": {"100": cell(0.90)},
+                    "continued-minilm": {"100": cell(0.93)}},
         "variants": {"linear-probe": cell(0.6)},
         "objectives": {"clm": {**cell(0.7), "pretrain": {"eval_loss": 5.0, "perplexity": 148.4, "steps": 9}}},
+        "continued": {"minilm": {"eval_loss": 2.5, "perplexity": 12.2, "steps": 90}},
     }
     gains = headline(results)
     assert gains["pretrained_minus_scratch"]["at_100"]["accuracy"] == pytest.approx(0.30)
+    assert gains["continued_minilm_minus_minilm"] == {"at_100": pytest.approx({"accuracy": 0.03, "macro_f1": 0.03})}
     assert gains["pretrained_minus_tfidf"]["at_all"]["accuracy"] == pytest.approx(-0.02)  # a loss is reported too
     text = markdown(results, {"compare": {**PARAMS["compare"], "variants": ["linear-probe"],
                                           "variant_settings": {"linear-probe": {"freeze": "all-but-head"}},
                                           "objectives": ["clm"], "objective_settings": {"clm": {"objective": "clm"}}}})
-    assert "| 100 | 0.810 ± 0.014 | 0.510 ± 0.014 | 0.860 ± 0.014 | — |" in text
+    assert "| 100 | 0.810 ± 0.014 | 0.510 ± 0.014 | 0.860 ± 0.014 | 0.910 ± 0.014 | 0.940 ± 0.014 |" in text
+    assert "| all (100) | 0.960 ± 0.014 | 0.910 ± 0.014 | 0.980 ± 0.014 | — | — |" in text
     assert "| linear-probe | freeze all-but-head | 0.610 ± 0.014 |" in text
     assert "| clm | objective clm | 9 | 5.000 | 0.710 ± 0.014 |" in text
-    assert "minilm: not installed" in text
+    assert "| minilm | 90 | 2.500 |" in text  # the continued pre-training
+    results["methods"]["minilm"] = {"100": {"skipped": "not installed"}}
+    assert "minilm: not installed" in markdown(results, {"compare": PARAMS["compare"]})
 
 
 def test_arms_budgets_and_stage_names_from_params():

