@@ -20,7 +20,14 @@ from ptft.pipeline.blocks import TokenBlocks, read_meta
 from ptft.pipeline.corpus import read_documents, resolve_sources
 from ptft.pipeline.data import DataError, write_splits
 from ptft.pipeline.decontamination import HeldOutIndex
-from ptft.pipeline.pretraining_text import Reservoir, check_sources, clean_corpus, tokenize_corpus
+from ptft.pipeline.pretraining_text import (
+    Reservoir,
+    build_corpus,
+    check_sources,
+    held_out_index,
+    token_encoder,
+    tokenizer_sample,
+)
 from ptft.pipeline.tokenizer import train_tokenizer
 
 CORPUS = {"text_column": "text", "txt_documents": "paragraph", "hf_split": "train", "decontamination_ngram": 13,
@@ -83,12 +90,16 @@ def shards(tmp_path, prepared) -> dict:
     return {"root": root, "clean": clean, "planted": planted}
 
 
-def _build(tmp_path, prepared, spec, corpus=CORPUS, seed=0):
+def _build(tmp_path, prepared, spec, corpus=CORPUS, seed=0, tokenizer=None):
+    """prepare_corpus's work on ``spec``: the tokenizer's sample, then the text shards and token arrays (of
+    ``tokenizer``, or one token a word)."""
     sources, identities, warnings = check_sources(spec, corpus)
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
-    sample = Reservoir(corpus["tokenizer_documents"], seed)
-    shards, report = clean_corpus(sources, corpus, prepared, out, sample)
+    index = held_out_index(sources, prepared, corpus["decontamination_ngram"])
+    sample = tokenizer_sample(sources, corpus, prepared, index, seed)
+    encode = token_encoder(tokenizer) if tokenizer else lambda texts: [[1] * len(t.split()) for t in texts]
+    shards, report = build_corpus(sources, corpus, prepared, index, out, encode, np.dtype(np.uint16))
     return out, shards, report, sample, identities, warnings
 
 
@@ -115,8 +126,20 @@ def test_decontamination_is_checked_against_both_held_out_splits(prepared):
 def test_the_train_split_passes_unchanged_and_is_never_decontaminated(tmp_path, prepared):
     out, _, report, sample, identities, _ = _build(tmp_path, prepared, "train")
     train = list(pd.read_parquet(prepared / "train.parquet")["text"])
-    assert _kept(out) == train and sample.items == train
+    assert _kept(out) == train and sample == train
     assert identities == [{"source": "train", "file": "data/prepared/train.parquet"}]
+
+
+def test_the_tokenizer_sample_is_cleaned_and_decontaminated_too(tmp_path, prepared, shards):
+    _, _, _, sample, _, _ = _build(tmp_path, prepared, str(shards["root"]))
+    assert sample == shards["clean"]  # fewer documents than the bound: all that is kept, in order
+    _, _, _, small, _, _ = _build(tmp_path, prepared, str(shards["root"]), {**CORPUS, "tokenizer_documents": 10})
+    assert len(small) <= 10 and set(small) <= set(shards["clean"])
+    long = tmp_path / "long.jsonl"
+    long.write_text(json.dumps({"text": "word " * 20_000}) + "\n")
+    (tmp_path / "long").mkdir()
+    _, _, _, cut, _, _ = _build(tmp_path / "long", prepared, str(long))
+    assert [len(text) for text in cut] == [30_000]  # each sampled document is cut: the sample stays bounded
 
 
 def test_a_list_of_sources_deduplicates_across_them(tmp_path, prepared, shards):
@@ -130,13 +153,12 @@ def test_a_list_of_sources_deduplicates_across_them(tmp_path, prepared, shards):
 def test_tokens_of_every_shard_read_back_as_one_stream_of_blocks(tmp_path, prepared, shards, monkeypatch):
     monkeypatch.setattr("ptft.pipeline.blocks.SHARD_TEXT_BYTES", 2000)  # several shards, of batches of 8
     monkeypatch.setattr("ptft.pipeline.pretraining_text.BATCH", 8)
-    out, text_shards, _, sample, _, _ = _build(tmp_path, prepared, str(shards["root"]))
-    tokenizer = train_tokenizer(sample.items, 300, 1)
-    dtype = tokenize_corpus(out, text_shards, tokenizer, threads=2)
-    assert dtype == np.uint16 and len(text_shards.shards) > 2
+    tokenizer = train_tokenizer(shards["clean"], 300, 1)
+    out, text_shards, _, _, _, _ = _build(tmp_path, prepared, str(shards["root"]), tokenizer=tokenizer)
+    assert len(text_shards) > 2
     stream = [i for text in _kept(out) for i in tokenizer(text)["input_ids"]]  # [CLS] ... [SEP] per document
-    assert sum(s["token_count"] for s in text_shards.shards) == len(stream)
-    (out / "meta.json").write_text(json.dumps({"dtype": dtype.name, "shards": text_shards.shards}))
+    assert sum(s["token_count"] for s in text_shards) == len(stream)
+    (out / "meta.json").write_text(json.dumps({"dtype": "uint16", "shards": text_shards}))
     blocks = TokenBlocks(out, 16)
     assert len(blocks) == len(stream) // 16
     got = np.concatenate([blocks[i]["input_ids"].numpy() for i in range(len(blocks))])
@@ -145,19 +167,27 @@ def test_tokens_of_every_shard_read_back_as_one_stream_of_blocks(tmp_path, prepa
         blocks[len(blocks)]
 
 
-def test_the_tokenizer_sample_is_seeded_and_bounded():
+def test_an_error_while_tokenising_stops_the_pass(tmp_path, prepared, shards):
+    def failing(texts):
+        raise RuntimeError("tokenizer failed")
+
+    sources, _, _ = check_sources(str(shards["root"]), CORPUS)
+    with pytest.raises(RuntimeError, match="tokenizer failed"):
+        build_corpus(sources, CORPUS, prepared, None, tmp_path, failing, np.dtype(np.uint16))
+
+
+def test_the_reservoir_is_seeded_and_bounded():
     def sample(seed):
         reservoir = Reservoir(10, seed)
         for i in range(1000):
-            reservoir.add(f"document {i} " + "x" * 40_000)
+            reservoir.add(i)
         return reservoir.items
 
-    assert sample(1) == sample(1) != sample(2)
-    assert len(sample(1)) == 10 and max(len(t) for t in sample(1)) == 30_000
+    assert sample(1) == sample(1) != sample(2) and len(sample(1)) == 10
     first = Reservoir(10, 0)
     for i in range(5):
-        first.add(str(i))
-    assert first.items == ["0", "1", "2", "3", "4"]  # a small corpus is sampled whole, in order
+        first.add(i)
+    assert first.items == [0, 1, 2, 3, 4]  # a small corpus is sampled whole, in order
 
 
 @pytest.mark.parametrize("mode, expected", [

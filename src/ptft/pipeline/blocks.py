@@ -1,9 +1,10 @@
 """The pre-training text on disk: cleaned text and token ids in shards, read back memory-mapped as blocks.
 
-``data/corpus/`` holds, per shard, ``text-NNNNN.parquet`` (the cleaned documents, for inspection and
-for the semi-supervised TF-IDF baseline) and ``tokens-NNNNN.bin``: the shard's documents tokenised
-and concatenated, each with its [CLS] ... [SEP] markers, as one flat array of unsigned integers
-(nanoGPT's format). ``meta.json`` lists the shards with their sizes and the token dtype.
+``data/corpus/`` holds, per shard, ``text-NNNNN.parquet`` (the cleaned documents: for inspection, the
+semi-supervised TF-IDF baseline and continued pre-training in another tokenizer) and
+``tokens-NNNNN.bin``: the shard's documents tokenised and concatenated, each with its [CLS] ... [SEP]
+markers, as one flat array of unsigned integers (nanoGPT's format). ``meta.json`` lists the shards with
+their sizes and the token dtype.
 
 Blocks are cut when read, not when written: block ``i`` is tokens ``[i*L, (i+1)*L)`` of the shards
 laid end to end, as run_mlm.py's group_texts cuts one stream and drops its short tail. A change of
@@ -13,8 +14,9 @@ the pages of the blocks in use, whatever the corpus size.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import hashlib
-import itertools
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,45 +38,65 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
 
 
-class TextShards:
-    """Write cleaned documents into numbered ``text-NNNNN.parquet`` shards under ``out_dir``, a batch at a time."""
+class ShardWriter:
+    """Write documents into numbered shards under ``out_dir``, a batch at a time: their text, and their token ids.
 
-    def __init__(self, out_dir: Path):
-        self.out_dir = Path(out_dir)
+    ``encode`` maps a batch of texts to their ids (special tokens included). It runs in a worker thread,
+    one batch at a time in order, while the caller prepares the next batches: the Rust tokenizer
+    releases the GIL, so reading and cleaning in Python overlap with tokenising. At most ``pending``
+    batches wait, so memory stays flat.
+    """
+
+    def __init__(self, out_dir: Path, encode: Callable[[list[str]], list[list[int]]], dtype: np.dtype,
+                 pending: int = 4):
+        self.out_dir, self.encode, self.dtype, self.pending = Path(out_dir), encode, dtype, pending
         self.shards: list[dict[str, Any]] = []
-        self._writer: pq.ParquetWriter | None = None
+        self._text: pq.ParquetWriter | None = None
+        self._tokens: Any = None
+        self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._queue: collections.deque[concurrent.futures.Future] = collections.deque()
 
     def write(self, texts: list[str]) -> None:
         if not texts:
             return
-        if self._writer is None or self.shards[-1]["text_bytes"] >= SHARD_TEXT_BYTES:
-            self.close()
-            name = f"{len(self.shards):05d}"
-            self.shards.append({"text": f"text-{name}.parquet", "tokens": f"tokens-{name}.bin",
-                                "documents": 0, "text_bytes": 0, "token_count": 0})
-            self._writer = pq.ParquetWriter(self.out_dir / self.shards[-1]["text"], pa.schema([("text", pa.string())]),
-                                            compression="zstd")
-        self._writer.write_table(pa.table({"text": pa.array(texts, pa.string())}))
-        self.shards[-1]["documents"] += len(texts)
-        self.shards[-1]["text_bytes"] += sum(len(text.encode("utf-8", "surrogatepass")) for text in texts)
+        if self._text is None or self.shards[-1]["text_bytes"] >= SHARD_TEXT_BYTES:
+            self._rotate()
+        shard = self.shards[-1]
+        self._text.write_table(pa.table({"text": pa.array(texts, pa.string())}))
+        shard["documents"] += len(texts)
+        shard["text_bytes"] += sum(len(text.encode("utf-8", "surrogatepass")) for text in texts)
+        self._queue.append(self._worker.submit(self._write_tokens, self._tokens, shard, texts))
+        while len(self._queue) > self.pending:
+            self._queue.popleft().result()  # also raises the worker's error here
+
+    def _write_tokens(self, file: Any, shard: dict[str, Any], texts: list[str]) -> None:
+        array = np.concatenate([np.array(ids, dtype=self.dtype) for ids in self.encode(texts)])
+        file.write(array.tobytes())
+        shard["token_count"] += len(array)
+
+    def _rotate(self) -> None:
+        self._close_files()
+        name = f"{len(self.shards):05d}"
+        self.shards.append({"text": f"text-{name}.parquet", "tokens": f"tokens-{name}.bin",
+                            "documents": 0, "text_bytes": 0, "token_count": 0})
+        self._text = pq.ParquetWriter(self.out_dir / self.shards[-1]["text"], pa.schema([("text", pa.string())]),
+                                      compression="zstd")
+        self._tokens = (self.out_dir / self.shards[-1]["tokens"]).open("wb")
+
+    def _close_files(self) -> None:
+        while self._queue:  # the worker writes a shard's tokens before its file is closed
+            self._queue.popleft().result()
+        if self._text is not None:
+            self._text.close()
+            self._tokens.close()
+            self._text = self._tokens = None
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
-def write_tokens(out_dir: Path, shards: list[dict[str, Any]], encode: Callable[[list[str]], list[list[int]]],
-                 dtype: np.dtype, batch_size: int = 1024) -> None:
-    """Tokenise every text shard into its ``tokens-NNNNN.bin`` (``encode`` maps a batch of texts to their
-    ids, special tokens included), counting each shard's tokens into ``shards``."""
-    for shard in shards:
-        with (Path(out_dir) / shard["tokens"]).open("wb") as f:
-            for batch in pq.ParquetFile(Path(out_dir) / shard["text"]).iter_batches(batch_size=batch_size):
-                ids = encode(batch.column(0).to_pylist())
-                array = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype)
-                f.write(array.tobytes())
-                shard["token_count"] += len(array)
+        """Wait for the tokens of every batch, and close the files (also after an error, in a ``finally``)."""
+        try:
+            self._close_files()
+        finally:
+            self._worker.shutdown(wait=True, cancel_futures=True)
 
 
 def vocabulary_hash(tokenizer: Any) -> str:

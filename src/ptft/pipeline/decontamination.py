@@ -16,6 +16,7 @@ Documents shorter than n words have no n-grams; they are removed only as copies.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 
@@ -27,6 +28,9 @@ NEAR_COPY = 0.5  # the share of a document's n-grams found in held-out text that
 WORD = re.compile(r"\w+")
 PRIME = np.uint64(1099511628211)  # FNV's 64-bit prime: mixes the word ids of an n-gram
 UNKNOWN = -1
+# A bitmap over the low bits of the held-out n-gram hashes: most corpus n-grams miss it, and only the few
+# that hit are looked up in the sorted array (2 MiB; about 2% false hits for 300,000 held-out n-grams).
+FILTER_BITS = 24
 
 
 def text_hash(text: str) -> int:
@@ -54,6 +58,9 @@ class HeldOutIndex:
         self.copies = copies
         # A sorted array, searched with searchsorted: 8 bytes per held-out n-gram.
         self.ngrams = np.unique(np.concatenate(grams)) if grams else np.zeros(0, dtype=np.uint64)
+        self.mask = np.uint64(2**FILTER_BITS - 1)
+        self.filter = np.zeros(2**FILTER_BITS, dtype=bool)
+        self.filter[self.ngrams & self.mask] = True
 
     def _ngrams(self, ids: np.ndarray) -> np.ndarray:
         """The hashes of every n-gram of ``ids`` that contains no word unknown to the held-out set."""
@@ -75,9 +82,10 @@ class HeldOutIndex:
             return "copy"
         if len(tokens) < self.n or not len(self.ngrams):
             return None
-        get = self.vocabulary.get
-        ids = np.array([get(w, UNKNOWN) for w in tokens], dtype=np.int64)
+        ids = np.fromiter(map(self.vocabulary.get, tokens, itertools.repeat(UNKNOWN)), dtype=np.int64,
+                          count=len(tokens))
         grams = self._ngrams(ids)
+        grams = grams[self.filter[grams & self.mask]]
         if not len(grams):
             return None
         found = np.searchsorted(self.ngrams, grams).clip(max=len(self.ngrams) - 1)

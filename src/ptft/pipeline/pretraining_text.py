@@ -1,11 +1,13 @@
 """The prepare_corpus stage's work: turn ``pretrain.corpus`` into the pre-training text and its tokens.
 
-Two passes, each a stream, so memory stays flat as the corpus grows:
+Memory stays flat as the corpus grows: every source is read as a stream, twice.
 
-1. read every source, clean each document as prepare does, drop empty texts and exact repeats, and
-   drop every copy or near copy of a validation or test document (:mod:`ptft.pipeline.decontamination`);
-   write what is kept as text shards, and draw the tokenizer's sample from it (a seeded reservoir);
-2. train the tokenizer on that sample, then tokenise the text shards into flat token arrays.
+1. A pre-scan draws the tokenizer's sample: a seeded reservoir of documents, then cleaned, deduplicated
+   and decontaminated like the rest, so no validation or test text trains the tokenizer.
+2. The main pass reads every source again, cleans each document as prepare does, drops empty texts and
+   exact repeats, drops every copy or near copy of a validation or test document
+   (:mod:`ptft.pipeline.decontamination`), and writes what is kept as text shards and token arrays. The
+   Rust tokenizer encodes each batch in a worker thread while Python prepares the next.
 
 The labelled train split needs no decontamination: prepare already removed copies and near copies
 across the splits before splitting, and its documents pass through unchanged, so ``corpus: train``
@@ -15,14 +17,14 @@ gives the tokenizer and the blocks that pre-training used before this stage exis
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ptft.pipeline.blocks import TextShards, corpus_texts, token_dtype, write_tokens
+from ptft.pipeline.blocks import ShardWriter, corpus_texts
 from ptft.pipeline.corpus import (
     COMMIT,
     Source,
@@ -54,32 +56,31 @@ class CorpusReport:
 
 
 class Reservoir:
-    """A seeded uniform sample of at most ``size`` documents from a stream (Algorithm R).
+    """A seeded uniform sample of at most ``size`` items from a stream (Algorithm R).
 
-    While the stream holds no more than ``size`` documents the sample is all of them, in order.
+    While the stream holds no more than ``size`` items the sample is all of them, in order.
     """
 
     def __init__(self, size: int, seed: int):
         self.size, self.seen, self.items = size, 0, []
         self.rng = np.random.default_rng(seed)
 
-    def add(self, text: str) -> None:
-        text = text[:SAMPLE_CHARACTERS]
+    def add(self, item: Any) -> None:
         if self.seen < self.size:
-            self.items.append(text)
+            self.items.append(item)
         else:
             slot = int(self.rng.integers(0, self.seen + 1))
             if slot < self.size:
-                self.items[slot] = text
+                self.items[slot] = item
         self.seen += 1
 
 
 def text_sample(directory: Path, size: int, seed: int) -> list[str]:
-    """The tokenizer's sample of the pre-training text in ``directory`` again: the same documents, drawn in the
-    same order with the same seed (``corpus.tokenizer_documents`` and ``seed``)."""
+    """A seeded sample of at most ``size`` documents of the pre-training text in ``directory`` (all of them, in
+    order, when there are no more), each cut to SAMPLE_CHARACTERS."""
     sample = Reservoir(size, seed)
     for text in corpus_texts(directory):
-        sample.add(text)
+        sample.add(text[:SAMPLE_CHARACTERS])
     return sample.items
 
 
@@ -130,71 +131,101 @@ def _documents(source: Source, corpus: dict[str, Any], prepared: Path, report: C
             yield from read_documents(path, corpus["text_column"], corpus["txt_documents"], report.undecodable)
 
 
-def held_out_index(prepared: Path, n: int) -> HeldOutIndex:
-    """The decontamination index of the labelled validation and test splits."""
+def held_out_index(sources: list[Source], prepared: Path, n: int) -> HeldOutIndex | None:
+    """The decontamination index of the labelled validation and test splits (None for the train split alone)."""
+    if all(source.kind == "train" for source in sources):
+        return None
     texts = [text for split in ("validation", "test") for text in read_split(prepared, split)["text"]]
     return HeldOutIndex(texts, n)
 
 
-def clean_corpus(sources: list[Source], corpus: dict[str, Any], prepared: Path, out_dir: Path,
-                 sample: Reservoir) -> tuple[TextShards, CorpusReport]:
-    """Pass 1: read, clean, deduplicate and decontaminate every source into text shards under ``out_dir``."""
-    report = CorpusReport()
-    index = held_out_index(prepared, corpus["decontamination_ngram"]) \
-        if any(s.kind != "train" for s in sources) else None
-    seen: set[int] = set()
-    shards = TextShards(out_dir)
+class Filter:
+    """Cleaning, exact deduplication and decontamination, one document at a time, counted into a report."""
+
+    def __init__(self, index: HeldOutIndex | None, report: CorpusReport):
+        self.index, self.report, self.seen = index, report, set()
+
+    def keep(self, raw: str, source: Source) -> str | None:
+        """The cleaned text, or None if it is empty, a repeat, or a (near) copy of held-out text."""
+        text = normalize_text(raw)
+        if not text:
+            self.report.empty_removed += 1
+            return None
+        key = text_hash(text)  # 8 bytes a document: the only state that grows with the corpus
+        if key in self.seen:
+            self.report.duplicates_removed += 1
+            return None
+        self.seen.add(key)
+        reason = self.index.reason(text) if self.index is not None and source.kind != "train" else None
+        if reason:
+            self.report.decontaminated[reason] += 1
+            return None
+        return text
+
+
+def tokenizer_sample(sources: list[Source], corpus: dict[str, Any], prepared: Path, index: HeldOutIndex | None,
+                     seed: int) -> list[str]:
+    """Pass 1: a seeded sample of at most ``corpus.tokenizer_documents`` documents, cleaned, deduplicated and
+    decontaminated (dropped ones are not replaced), each cut to SAMPLE_CHARACTERS."""
+    reservoir = Reservoir(corpus["tokenizer_documents"], seed)
+    scratch = CorpusReport()
     for source in sources:
-        batch: list[str] = []
-        for raw in _documents(source, corpus, prepared, report):
-            report.documents_read += 1
-            text = normalize_text(raw)
-            if not text:
-                report.empty_removed += 1
-                continue
-            key = text_hash(text)
-            if key in seen:
-                report.duplicates_removed += 1
-                continue
-            seen.add(key)
-            reason = index.reason(text) if index is not None and source.kind != "train" else None
-            if reason:
-                report.decontaminated[reason] += 1
-                continue
-            sample.add(text)
-            batch.append(text)
-            if len(batch) == BATCH:
-                shards.write(batch)
-                batch = []
-        shards.write(batch)
-    shards.close()
+        for raw in _documents(source, corpus, prepared, scratch):
+            reservoir.add((source, raw[: 2 * SAMPLE_CHARACTERS]))  # room for whitespace that cleaning removes
+    cleaner = Filter(index, scratch)
+    kept = (cleaner.keep(raw, source) for source, raw in reservoir.items)
+    return [text[:SAMPLE_CHARACTERS] for text in kept if text]
+
+
+def build_corpus(sources: list[Source], corpus: dict[str, Any], prepared: Path, index: HeldOutIndex | None,
+                 out_dir: Path, encode: Callable[[list[str]], list[list[int]]],
+                 dtype: np.dtype) -> tuple[list[dict[str, Any]], CorpusReport]:
+    """Pass 2: read, clean, deduplicate and decontaminate every source into text shards and token arrays."""
+    report = CorpusReport()
+    cleaner = Filter(index, report)
+    writer = ShardWriter(out_dir, encode, dtype)
+    try:
+        for source in sources:
+            batch: list[str] = []
+            for raw in _documents(source, corpus, prepared, report):
+                report.documents_read += 1
+                text = cleaner.keep(raw, source)
+                if text is None:
+                    continue
+                batch.append(text)
+                if len(batch) == BATCH:
+                    writer.write(batch)
+                    batch = []
+            writer.write(batch)
+    finally:
+        writer.close()
     if report.undecodable:
         report.warnings.append(f"{len(report.undecodable)} corpus file(s) held lines that are not UTF-8, read as "
                                f"cp1252: {', '.join(report.undecodable[:5])}; re-save them as UTF-8 to be sure")
-    if not shards.shards:
+    if not writer.shards:
         raise DataError(f"pretrain.corpus: no document is left after cleaning ({report.documents_read} read, "
                         f"{report.empty_removed} empty, {report.duplicates_removed} repeated, "
                         f"{sum(report.decontaminated.values())} copies of validation or test text); "
                         "point pretrain.corpus at more text")
-    return shards, report
+    return writer.shards, report
 
 
-def tokenize_corpus(out_dir: Path, shards: TextShards, tokenizer: Any, threads: int) -> np.dtype:
-    """Pass 2: tokenise the text shards (the Rust tokenizer on ``threads`` threads) into token arrays."""
+def use_tokenizer_threads(threads: int) -> None:
+    """Let the Rust tokenizers train and encode on ``threads`` threads: this stage forks no process, which is what
+    their parallelism must not meet (the training stages keep it off). Results do not depend on it."""
     os.environ["RAYON_NUM_THREADS"] = str(threads)
-    os.environ["TOKENIZERS_PARALLELISM"] = "true"  # no process forks here, so the tokenizer may use threads
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+
+
+def token_encoder(tokenizer: Any) -> Callable[[list[str]], list[list[int]]]:
+    """A batch of texts to their token ids: special tokens included, nothing truncated, no offsets computed."""
     backend = tokenizer.backend_tokenizer
     backend.no_truncation()
-    dtype = token_dtype(len(tokenizer))
-    try:
-        write_tokens(out_dir, shards.shards, lambda texts: [e.ids for e in backend.encode_batch_fast(texts)], dtype)
-    finally:
-        os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    return dtype
+    return lambda texts: [encoding.ids for encoding in backend.encode_batch_fast(texts)]
 
 
-def corpus_stats(value: str | list[str], report: CorpusReport, shards: TextShards, sample: Reservoir,
-                 tokens: int, warnings: list[str]) -> dict[str, Any]:
+def corpus_stats(value: str | list[str], report: CorpusReport, shards: list[dict[str, Any]], sample: list[str],
+                 warnings: list[str]) -> dict[str, Any]:
     """The stage's metrics: what was read, removed (and why) and kept, in documents, megabytes and tokens."""
     return {
         "corpus": value,
@@ -202,12 +233,11 @@ def corpus_stats(value: str | list[str], report: CorpusReport, shards: TextShard
         "empty_removed": report.empty_removed,
         "duplicates_removed": report.duplicates_removed,
         "decontamination_removed": {**report.decontaminated, "total": sum(report.decontaminated.values())},
-        "documents": sum(s["documents"] for s in shards.shards),
-        "text_mb": round(sum(s["text_bytes"] for s in shards.shards) / 1e6, 3),
-        "tokens": tokens,
-        "tokenizer_sample_documents": len(sample.items),
-        "shards": len(shards.shards),
+        "documents": sum(s["documents"] for s in shards),
+        "text_mb": round(sum(s["text_bytes"] for s in shards) / 1e6, 3),
+        "tokens": sum(s["token_count"] for s in shards),
+        "tokenizer_sample_documents": len(sample),
+        "shards": len(shards),
         "undecodable_files": list(report.undecodable),
         "warnings": [*warnings, *report.warnings],
     }
-

@@ -46,10 +46,14 @@ def train_tokenizer(
 
 def _continuation_alphabet(backend: Tokenizer, texts: list[str]) -> list[str]:
     """Every "##x" piece the trainer would create: characters seen after a word's first one."""
-    chars: set[str] = set()
+    # The pre-tokenizer splits at spaces before anything else, so each distinct space-separated chunk of the
+    # normalised texts, pre-tokenised once in one joined string, gives the same words as every text in turn.
+    chunks: set[str] = set()
     for text in texts:
-        for word, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text)):
-            chars.update(word[1:])
+        chunks.update(backend.normalizer.normalize_str(text).split(" "))
+    chars: set[str] = set()
+    for word, _ in backend.pre_tokenizer.pre_tokenize_str(" ".join(sorted(chunks))):
+        chars.update(word[1:])
     return [PREFIX + char for char in sorted(chars)]
 
 
