@@ -153,6 +153,10 @@ def test_continued_pretraining_of_minilm_as_an_optional_arm(smoke_run, tmp_path)
     assert "Running stage 'pretrain'" not in output  # the main model is not touched
     config = json.loads((clone / "models/continued-minilm/config.json").read_text())
     assert config["model_type"] == "bert" and config["vocab_size"] == 30522  # MiniLM's own tokenizer
+    from safetensors import safe_open
+
+    with safe_open(clone / "models/continued-minilm/model.safetensors", "pt") as weights:
+        assert "bert.pooler.dense.weight" in weights.keys()  # what its classifier reads, kept from the checkpoint
     cell = json.loads((clone / "reports/compare/runs/continued-minilm-25.json").read_text())
     assert cell["init"] == "models/continued-minilm" and len(cell["runs"]) == 2
     report = (clone / "reports/compare/results.md").read_text()

@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 from transformers import (
     AutoConfig,
+    AutoModel,
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
@@ -159,7 +160,23 @@ def language_model(pretrain: dict[str, Any], model: dict[str, Any],
     if pretrain["seq_len"] > checkpoint.config.max_position_embeddings:
         raise ParamsError(f"pretrain.seq_len ({pretrain['seq_len']}) exceeds {init}'s "
                           f"{checkpoint.config.max_position_embeddings} positions")
+    _keep_pooler(checkpoint, source)
     return checkpoint, tokenizer
+
+
+def _keep_pooler(model: PreTrainedModel, source: str) -> None:
+    """Carry the checkpoint's pooler through language modelling.
+
+    BERT's masked-LM model has no pooler, so pre-training a BERT checkpoint further would save it without
+    the pooler that its classifier reads, and fine-tuning would start from a random one. The pooler
+    gets no gradient from the LM loss, so it is frozen (DDP refuses parameters without one) and saved as the
+    checkpoint had it.
+    """
+    if getattr(model.base_model, "pooler", "absent") is not None:  # none to restore, or kept already
+        return
+    pooler = getattr(AutoModel.from_pretrained(source, use_safetensors=True), "pooler", None)
+    if pooler is not None:
+        model.base_model.pooler = pooler.requires_grad_(False)
 
 
 def checkpoint_tokenizer(init: str) -> PreTrainedTokenizerBase:
