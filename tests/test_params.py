@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from ptft.pipeline.lineage import flatten
-from ptft.pipeline.params import ParamsError, deep_merge, load_params, merge_files, require
+from ptft.pipeline.params import ParamsError, deep_merge, load_params, merge_files, read_yaml, require
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +31,13 @@ def test_smoke_config_merges_over_the_real_params(tmp_path):
     assert yaml.safe_load(out.read_text()) == merged
     assert merged["model"]["layers"] < load_params(ROOT / "params.yaml")["model"]["layers"]
     assert require(merged, "finetune.lr") == load_params(ROOT / "params.yaml")["finetune"]["lr"]
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
+def test_every_config_merges_into_valid_params(config):
+    from ptft.pipeline.schema import problems
+
+    assert problems(deep_merge(load_params(ROOT / "params.yaml"), read_yaml(ROOT / "configs" / config))) == []
 
 
 def test_missing_file_and_key_are_clear_errors(tmp_path):
