@@ -25,6 +25,7 @@ from ptft.pipeline.pretraining_text import (
     build_corpus,
     check_sources,
     held_out_index,
+    small_text_warning,
     token_encoder,
     tokenizer_sample,
 )
@@ -339,3 +340,10 @@ def test_the_meta_file_is_required(tmp_path):
     with pytest.raises(DataError, match="run the prepare_corpus stage"):
         read_meta(tmp_path)
     assert corpus_module.WATCHED == Path("corpus")
+
+
+def test_small_pre_training_text_is_warned_about_with_the_remedies():
+    warning = small_text_warning(999_999)
+    assert "999,999 tokens, under the 1,000,000" in warning
+    assert "pretrain.corpus" in warning and "pretrain.init: minilm" in warning
+    assert small_text_warning(1_000_000) is None

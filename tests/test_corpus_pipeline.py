@@ -88,7 +88,9 @@ def test_the_planted_copies_are_removed_and_counted(external):
     clone = external["clone"]
     stats = json.loads((clone / "reports/prepare_corpus/stats.json").read_text())
     assert stats["decontamination_removed"] == {**external["planted"], "total": sum(external["planted"].values())}
-    assert stats["duplicates_removed"] == 1 and stats["documents"] == 300 and stats["warnings"] == []
+    assert stats["duplicates_removed"] == 1 and stats["documents"] == 300
+    assert stats["small_text"] and len(stats["warnings"]) == 1  # a toy corpus: too small to pay off
+    assert stats["warnings"][0].startswith(f"the pre-training text is small: {stats['tokens']:,} tokens")
     assert stats["documents_read"] == 300 + 1 + sum(external["planted"].values())
     assert "decontamination_removed" in dvc("metrics", "show", cwd=clone).stdout  # a DVC metric
 

@@ -49,6 +49,15 @@ def test_prepare_stats_and_splits(smoke_run):
         assert stats["splits"][name]["documents"] == len(split)
 
 
+def test_the_default_pre_training_text_is_the_train_split_and_is_warned_about_as_small(smoke_run):
+    clone, _ = smoke_run
+    stats = load(clone / "reports/prepare_corpus/stats.json")
+    train = pd.read_parquet(clone / "data/prepared/train.parquet")
+    assert stats["corpus"] == "train" and stats["documents"] == stats["documents_read"] == len(train)
+    assert stats["decontamination_removed"]["total"] == 0 and stats["tokenizer_sample_documents"] == len(train)
+    assert stats["small_text"] and stats["warnings"][-1].startswith("the pre-training text is small")
+
+
 def test_no_validation_or_test_document_or_near_copy_is_in_the_pretraining_text(smoke_run):
     """Pre-training reads the train split only: no held-out text may be in it, exactly or nearly."""
     clone, _ = smoke_run
