@@ -6,8 +6,9 @@ each of two or more sizes, reporting
 
 - wall seconds and MB/s (megabytes, 10^6 bytes, of raw document text over the stage's wall time, its start-up
   included; generating the corpus is not timed);
-- peak RSS (MiB) of the stage's process: the kernel's high-water mark (``wait4``), and the process tree sampled
-  every 20 ms, whichever is higher;
+- peak RSS (MiB) of the stage's process: its kernel high-water mark (VmHWM), or the RSS of its process tree
+  sampled every 20 ms if that is higher; and its CPU seconds, with the CPU time other processes took meanwhile
+  (a busy machine slows the stage: the measurement is clean only when that is near 0);
 - what the stage read back in ``reports/prepare_corpus/stats.json``: documents, tokens, and the planted exact
   repeats and copies of validation text that deduplication and decontamination removed.
 
@@ -167,10 +168,15 @@ def generate_corpus(folder: Path, mb: float, vocab: Vocabulary, validation: list
 
 
 class PeakRss:
-    """The highest RSS of a process and its children, sampled every SAMPLE_SECONDS in a thread."""
+    """The peak memory of a process and its children, read every SAMPLE_SECONDS in a thread.
+
+    For the process itself, its kernel high-water mark (VmHWM): exact, whatever happens between two reads. Not
+    ``wait4``'s ru_maxrss, which also counts the parent's memory at spawn (vfork shares the parent's pages until
+    exec). Children, if any, add their RSS as sampled.
+    """
 
     def __init__(self, pid: int):
-        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self.pid, self.hwm, self.tree, self._stop = pid, 0, 0, threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
@@ -186,20 +192,30 @@ class PeakRss:
                 if sample % CHILDREN_EVERY == 0:
                     children = process.children(recursive=True)
                 rss = process.memory_info().rss
-            except psutil.Error:  # ended
+                self.hwm = max(self.hwm, _high_water_mark(self.pid))
+            except (psutil.Error, OSError):  # ended
                 return
             for child in children:
                 try:
                     rss += child.memory_info().rss
                 except psutil.Error:
                     pass
-            self.peak = max(self.peak, rss)
+            self.tree = max(self.tree, rss)
             sample += 1
 
     def stop(self) -> int:
+        """Stop reading; the peak in bytes."""
         self._stop.set()
         self._thread.join()
-        return self.peak
+        return max(self.hwm, self.tree)
+
+
+def _high_water_mark(pid: int) -> int:
+    """VmHWM of ``pid`` in bytes (0 where /proc does not say, as for a zombie)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def clone_env(clone: Path) -> dict[str, str]:
@@ -216,19 +232,17 @@ def run_measured(script: str, clone: Path, log: Path) -> dict[str, float]:
         process = subprocess.Popen([sys.executable, script], cwd=clone, env=clone_env(clone), stdout=out,
                                    stderr=subprocess.STDOUT)
         sampler = PeakRss(process.pid)
-        # wait4 reaps this very child and returns its own rusage: a peak per run, where RUSAGE_CHILDREN would
-        # keep the highest of every child so far.
+        # wait4 reaps this very child and returns its own CPU times (RUSAGE_CHILDREN would add up every child).
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
         busy = _busy_seconds() - busy_before
         process.returncode = os.waitstatus_to_exitcode(status)
-        sampled = sampler.stop()
+        peak = sampler.stop()
     if process.returncode:
         raise SystemExit(f"{script} failed ({process.returncode}):\n{log.read_text()[-5000:]}")
-    kernel = usage.ru_maxrss * 1024  # KiB on Linux
     cpu = usage.ru_utime + usage.ru_stime
-    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": max(kernel, sampled) / 2**20,
-            "kernel_maxrss_mb": kernel / 2**20, "sampled_rss_mb": sampled / 2**20,
+    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak / 2**20,
+            "high_water_mark_mb": sampler.hwm / 2**20, "sampled_tree_rss_mb": sampler.tree / 2**20,
             # CPU time the rest of the machine took meanwhile, as a share of all CPUs: a busy machine slows the stage.
             "other_load": max(0.0, busy - cpu) / (seconds * (os.cpu_count() or 1))}
 

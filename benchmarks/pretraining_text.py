@@ -148,6 +148,7 @@ def main() -> None:
     parts = args.parts.split(",")
     clone = Path(tempfile.mkdtemp(prefix="ptft-text-")) / "ptft"
     sh(["git", "clone", "--quiet", str(ROOT), str(clone)], ROOT)
+    repro(clone, ["prepare"])  # the train split the fractions are cut from
     result: dict[str, Any] = {"commit": sh(["git", "rev-parse", "HEAD"], clone).strip(), "steps": args.steps,
                               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"}
     args.out.mkdir(parents=True, exist_ok=True)
