@@ -284,18 +284,6 @@ def test_local_files_outside_corpus_folder_are_identified_and_warned_about(tmp_p
     assert len(warnings) == 1 and "is outside corpus/" in warnings[0] and str(outside) in warnings[0]
 
 
-class _Stream:
-    """What datasets.load_dataset(..., streaming=True) returns, for a test without the Hub."""
-
-    features = {"text": None, "label": None}
-
-    def __init__(self, rows):
-        self.rows = rows
-
-    def select_columns(self, columns):
-        return [{c: row[c] for c in columns} for row in self.rows]
-
-
 @pytest.fixture
 def fake_hub(monkeypatch):
     """The Hub, answered locally: one dataset whose main branch is at commit 'c' * 40."""
@@ -306,7 +294,7 @@ def fake_hub(monkeypatch):
 
     def load_dataset(path, name=None, **kwargs):
         calls.append({"path": path, "name": name, **kwargs})
-        return _Stream([{"text": "a streamed document", "label": 0}, {"text": None, "label": 1}])
+        return iter([{"text": "a streamed document", "label": 0}, {"text": None, "label": 1}])  # as streamed
 
     class Info:
         sha = "c" * 40

@@ -226,11 +226,10 @@ def stream_hub(source: Source, split: str, text_column: str) -> Iterator[str]:
                                        streaming=True)
     except ValueError as err:  # an unknown split or config
         raise DataError(f"pretrain.corpus: '{source.spec}': {err}. Set corpus.hf_split (or the :config)") from err
-    columns = list(stream.features or {}) or None
-    if columns is not None and text_column not in columns:
-        raise DataError(f"corpus.text_column '{text_column}' is not a column of {source.spec}; its columns are "
-                        f"{', '.join(columns)}. Set corpus.text_column in params.yaml")
-    for row in stream.select_columns([text_column]):
+    for row in stream:  # a streamed dataset may not know its columns before its first row
+        if text_column not in row:
+            raise DataError(f"corpus.text_column '{text_column}' is not a column of {source.spec}; its columns are "
+                            f"{', '.join(row)}. Set corpus.text_column in params.yaml")
         text = row[text_column]
         yield "" if text is None else str(text)
 
