@@ -105,8 +105,8 @@ def run_cell(arm: str, budget: str, params: dict[str, Any], work_dir: Path) -> d
     train_all, validation, test = (read_split(PREPARED, split) for split in ("train", "validation", "test"))
     size = budget_size(budget, len(train_all))
     y_test = test["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
-    # TF-IDF fits its vocabulary and IDF on the text pre-training saw (the tokenizer's sample of it, the whole
-    # text when it is small enough), as the pre-trained arms did: only the labels are limited to the budget.
+    # TF-IDF fits its vocabulary and IDF on the text pre-training saw (a seeded sample of corpus.tokenizer_documents
+    # documents, all of it when there are no more), as the pre-trained arms did: only the labels are limited.
     unlabelled = text_sample(CORPUS, params["corpus"]["tokenizer_documents"], params["seed"]) \
         if settings["init"] == "tfidf" else []
     for seed in params["compare"]["seeds"]:
