@@ -110,22 +110,24 @@ def continued(clone: Path) -> dict[str, Any]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = [f"# What pre-training text buys on BBC News (commit {result['commit'][:10]})\n",
+    lines = ["# What pre-training text buys on BBC News\n",
              f"{result['machine']}. Test accuracy, mean ± std over 3 seeds; `python benchmarks/pretraining_text.py`.\n"]
-    if "text_size" in result:
-        lines += [f"## Pre-training text size ({result['steps']} pre-training steps each)\n",
+    if "size" in result:
+        part = result["size"]
+        lines += [f"## Pre-training text size ({part['steps']} pre-training steps each; "
+                  f"commit {part['commit'][:10]})\n",
                   "| train text | documents | tokens | " + " | ".join(f"{arm} @{b}" for b in BUDGETS for arm in ARMS)
                   + " | minutes |", "| --- | --- | --- |" + " --- |" * (len(ARMS) * len(BUDGETS) + 1)]
-        for row in result["text_size"]:
+        for row in part["rows"]:
             scores = [row["accuracy"][arm][b] for b in BUDGETS for arm in ARMS]
             lines.append(f"| {row['fraction']} | {row['documents']} | {row['tokens']:,} | "
                          + " | ".join(f"{s['mean']:.3f} ± {s['std']:.3f}" for s in scores)
                          + f" | {row['seconds'] / 60:.1f} |")
     if "continued" in result:
         part = result["continued"]
-        lines += ["\n## all-MiniLM-L6-v2, directly or after continued pre-training on the train text\n",
-                  f"Continued pre-training: {part['pretrain_steps']} steps ({part['settings']}), validation MLM loss "
-                  f"{part['pretrain_eval_loss']:.3f}.\n",
+        lines += [f"\n## all-MiniLM-L6-v2, directly or after continued pre-training (commit {part['commit'][:10]})\n",
+                  f"Continued pre-training on the train text: {part['pretrain_steps']} steps ({part['settings']}), "
+                  f"validation MLM loss {part['pretrain_eval_loss']:.3f}.\n",
                   "| labels | minilm | continued-minilm | gain |", "| --- | --- | --- | --- |"]
         for b in BUDGETS:
             direct, further = part["accuracy"]["minilm"][b], part["accuracy"]["continued-minilm"][b]
@@ -149,16 +151,19 @@ def main() -> None:
     clone = Path(tempfile.mkdtemp(prefix="ptft-text-")) / "ptft"
     sh(["git", "clone", "--quiet", str(ROOT), str(clone)], ROOT)
     repro(clone, ["prepare"])  # the train split the fractions are cut from
-    result: dict[str, Any] = {"commit": sh(["git", "rev-parse", "HEAD"], clone).strip(), "steps": args.steps,
-                              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"}
+    commit = sh(["git", "rev-parse", "HEAD"], clone).strip()
     args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "pretraining_text.json"
+    # A run of one part keeps the other part's last results, each with the commit that measured it.
+    result = json.loads(path.read_text()) if path.is_file() else {}
+    result["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
     if "size" in parts:
-        result["text_size"] = []
+        result["size"] = {"commit": commit, "steps": args.steps, "rows": []}
         for k in args.fractions.split(","):  # written after each row: a long run keeps what it finished
-            result["text_size"] += text_size(clone, [int(k)], args.steps)
+            result["size"]["rows"] += text_size(clone, [int(k)], args.steps)
             write(result, args.out)
     if "continued" in parts:
-        result["continued"] = continued(clone)
+        result["continued"] = {"commit": commit, **continued(clone)}
         write(result, args.out)
     print(markdown(result))
 
