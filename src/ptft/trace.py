@@ -177,8 +177,10 @@ def _step(record: dict[str, Any], found_in: str) -> list[str]:
         _field("metrics", [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in flatten(record["metrics"]).items()]),
     ]
-    if "corpus" in record:
-        lines.append(_field("corpus", [f"{k}={v}" for k, v in record["corpus"].items()]))
+    corpus = record.get("corpus", [])
+    for identity in corpus if isinstance(corpus, list) else [corpus]:  # prepare_corpus: one per source
+        files = [f"{path} {md5}" for path, md5 in identity.get("files", {}).items()]
+        lines.append(_field("corpus", [f"{k}={v}" for k, v in identity.items() if k != "files"] + files))
     if record["deps"]:  # prepare reads only the raw corpus, named above
         lines.append("    inputs      (md5 as recorded; = the workspace still matches, ! it does not)")
     width = max(map(len, record["deps"]), default=0)
