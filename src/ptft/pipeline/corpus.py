@@ -21,7 +21,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ptft.pipeline.data import DataError, _is_parquet, decode_bytes, read_split_dataset
+from ptft.pipeline.data import DataError, decode_bytes, is_parquet, read_split_dataset
 from ptft.pipeline.schema import CORPUS_ENTRIES, HUB_CORPUS
 
 TRAIN = "train"
@@ -121,7 +121,7 @@ def check_columns(sources: list[Source], text_column: str) -> None:
 
 
 def _parquet(path: Path) -> pq.ParquetFile:
-    if not _is_parquet(path):
+    if not is_parquet(path):
         raise DataError(f"pretrain.corpus: {path} is not a Parquet file (it lacks Parquet's magic bytes); "
                         "give it the extension of its real format, or remove it")
     try:

@@ -131,7 +131,7 @@ def _load_file(path: Path, report: LoadReport) -> datasets.Dataset:
     if builder is None:
         raise DataError(f"data.source '{path}' has an unsupported extension '{path.suffix}'. {_supported()}")
     options = {} if builder == "parquet" else {"encoding": _text_encoding(path, report)}
-    if builder == "parquet" and not _is_parquet(path):
+    if builder == "parquet" and not is_parquet(path):
         raise DataError(f"data.source '{path}' is not a Parquet file (it lacks Parquet's magic bytes); "
                         "give the file the extension of its real format: .csv, .jsonl or .parquet")
     try:
@@ -143,7 +143,7 @@ def _load_file(path: Path, report: LoadReport) -> datasets.Dataset:
         raise DataError(f"data.source '{path}' could not be read as {builder}: {cause}") from err
 
 
-def _is_parquet(path: Path) -> bool:
+def is_parquet(path: Path) -> bool:
     """A Parquet file starts and ends with the magic bytes ``PAR1``."""
     size = len(PARQUET_MAGIC)
     if path.stat().st_size < 2 * size:
