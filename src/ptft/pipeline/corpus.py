@@ -189,8 +189,8 @@ def _jsonl_documents(f: Any, path: Path, text_column: str) -> Iterator[str]:
         try:
             record = json.loads(raw)
         except json.JSONDecodeError as err:
-            raise DataError(f"pretrain.corpus: {path} line {number} is not valid JSON ({err.msg}); "
-                            "fix or delete that line") from None
+            raise DataError(f"pretrain.corpus: {path} line {number} is not valid JSON ({err.msg}); fix or delete "
+                            "that line (a .json or .jsonl corpus file holds one JSON object per line)") from None
         if not isinstance(record, dict) or text_column not in record:
             found = f"its fields are {', '.join(record)}" if isinstance(record, dict) else \
                 f"it is a JSON {type(record).__name__}"
