@@ -116,6 +116,17 @@ def test_every_planted_copy_is_removed_and_counted_and_nothing_else(tmp_path, pr
     assert _kept(out) == shards["clean"]  # every train-only text kept, in file order (a/, b, more/c)
 
 
+def test_words_are_hashed_whatever_their_case_punctuation_and_typography():
+    from ptft.pipeline.decontamination import word_hashes
+
+    plain = word_hashes("the cafe don t say 42 things")
+    assert len(plain) == 7 and len(set(plain.tolist())) == 7
+    assert (word_hashes("The CAFE, don\u2019t \u201csay\u201d 42 things\u2026") == plain).all()
+    assert (word_hashes("the\ncafe\u2014don-t say 42 things") == plain).all()
+    assert word_hashes("caf\u00e9")[0] != word_hashes("cafe")[0]  # an accent makes another word
+    assert len(word_hashes("")) == len(word_hashes(" ,;. ")) == 0
+
+
 def test_decontamination_is_checked_against_both_held_out_splits(prepared):
     index = HeldOutIndex(_held_out(prepared), 13)
     for text in _held_out(prepared):
