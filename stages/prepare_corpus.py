@@ -7,7 +7,6 @@ from pathlib import Path
 
 from ptft.pipeline.artifacts import atomic_dir, write_json
 from ptft.pipeline.blocks import META, token_dtype, vocabulary_hash
-from ptft.pipeline.modeling import checkpoint_tokenizer
 from ptft.pipeline.pretraining_text import (
     build_corpus,
     check_sources,
@@ -30,7 +29,12 @@ with run_stage("prepare_corpus") as run:
     sample = tokenizer_sample(sources, corpus, PREPARED, index, run.seed)
     trained = train_tokenizer(sample, corpus["vocab_size"], corpus["min_frequency"])
     # Pre-training a checkpoint (pretrain.init) keeps its own tokenizer; the trained one serves the scratch arms.
-    tokenizer = trained if pretrain["init"] == "scratch" else checkpoint_tokenizer(pretrain["init"])
+    if pretrain["init"] == "scratch":
+        tokenizer = trained
+    else:
+        from ptft.pipeline.modeling import checkpoint_tokenizer  # transformers' models: seconds to import
+
+        tokenizer = checkpoint_tokenizer(pretrain["init"])
     dtype = token_dtype(len(tokenizer))
     with atomic_dir("data/corpus") as out:
         shards, report = build_corpus(sources, corpus, PREPARED, index, out, token_encoder(tokenizer), dtype)

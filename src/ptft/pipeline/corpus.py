@@ -21,7 +21,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ptft.pipeline.data import DataError, decode_bytes, is_parquet, read_split_dataset
+from ptft.pipeline.data import DataError, decode_bytes, is_parquet, prepared_file
 from ptft.pipeline.schema import CORPUS_ENTRIES, HUB_CORPUS
 
 TRAIN = "train"
@@ -237,9 +237,8 @@ def stream_hub(source: Source, split: str, text_column: str) -> Iterator[str]:
 def train_documents(prepared: Path) -> Iterator[str]:
     """The labelled train split's text (written by prepare, already cleaned and deduplicated against
     validation and test)."""
-    train = read_split_dataset(prepared, "train")
-    for start in range(0, len(train), BATCH):
-        yield from train[start : start + BATCH]["text"]
+    for batch in pq.ParquetFile(prepared_file(prepared, "train.parquet")).iter_batches(BATCH, columns=["text"]):
+        yield from batch.column(0).to_pylist()
 
 
 def is_watched(path: Path) -> bool:

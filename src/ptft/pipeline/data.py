@@ -12,15 +12,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sklearn.model_selection import train_test_split
 
 from ptft.pipeline.params import UserError
 from ptft.pipeline.schema import FILE_FORMATS, SUPPORTED_SOURCES
+
+if TYPE_CHECKING:
+    import datasets
 
 SPLITS = ("train", "validation", "test")
 # Words per shingle of the near-duplicate check: long enough that shared stock phrases do not count.
@@ -125,6 +127,8 @@ def decode_bytes(raw: bytes) -> tuple[str, bool]:
 
 def _load_file(path: Path, report: LoadReport) -> datasets.Dataset:
     """Load a local csv/json/jsonl/parquet file through the matching `datasets` builder."""
+    import datasets  # here: it takes a second to import, and prepare_corpus never needs it
+
     if not path.is_file():
         raise DataError(f"data.source '{path}' does not exist. {_supported()}")
     builder = FILE_FORMATS.get(path.suffix.lower())
@@ -207,6 +211,8 @@ def _raise_for_bad_json_line(path: Path, encoding: str) -> None:
 
 def _load_hub(source: str) -> datasets.Dataset:
     """Load `hf:<id>[:<config>]` from the Hub, all splits together (we re-split ourselves)."""
+    import datasets
+
     dataset_id, _, config = source.removeprefix("hf:").partition(":")
     if not dataset_id:
         raise DataError(f"data.source '{source}' names no dataset. {_supported()}")
@@ -219,6 +225,8 @@ def _load_hub(source: str) -> datasets.Dataset:
 
 def _from_dataset(ds: datasets.Dataset, text_column: str, label_column: str, origin: str) -> pd.DataFrame:
     """Turn a Dataset into the `text`/`label` frame: check columns, name ClassLabels, cast to str."""
+    import datasets
+
     for key, column in (("text_column", text_column), ("label_column", label_column)):
         if column not in ds.column_names:
             raise DataError(
@@ -322,6 +330,8 @@ def split_dataset(
 
 
 def _stratified_split(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from sklearn.model_selection import train_test_split
+
     try:
         kept, held = train_test_split(df, test_size=fraction, stratify=df["label"], random_state=seed)
     except ValueError as err:  # e.g. the held-out part is smaller than the number of classes
@@ -404,20 +414,23 @@ def write_splits(splits: dict[str, pd.DataFrame], out_dir: Path) -> None:
 
 def read_split(directory: Path, name: str) -> pd.DataFrame:
     """Read one split written by write_splits."""
-    return pd.read_parquet(_prepared_file(directory, f"{name}.parquet"))
+    return pd.read_parquet(prepared_file(directory, f"{name}.parquet"))
 
 
 def read_split_dataset(directory: Path, name: str) -> datasets.Dataset:
     """One split's text as a file-backed ``datasets.Dataset``, so that maps over it are cached by fingerprint."""
-    return datasets.Dataset.from_parquet(str(_prepared_file(directory, f"{name}.parquet")), columns=["text"])
+    import datasets
+
+    return datasets.Dataset.from_parquet(str(prepared_file(directory, f"{name}.parquet")), columns=["text"])
 
 
 def read_labels(directory: Path) -> list[str]:
     """Read the sorted label names written by write_splits."""
-    return json.loads(_prepared_file(directory, "labels.json").read_text(encoding="utf-8"))
+    return json.loads(prepared_file(directory, "labels.json").read_text(encoding="utf-8"))
 
 
-def _prepared_file(directory: Path, name: str) -> Path:
+def prepared_file(directory: Path, name: str) -> Path:
+    """A file written by prepare; a DataError saying to run it when the file is missing."""
     path = Path(directory) / name
     if not path.is_file():
         raise DataError(f"{path} not found; run the prepare stage (`dvc repro prepare`) first.")
