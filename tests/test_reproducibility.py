@@ -67,8 +67,11 @@ def test_the_rebuild_command_after_an_upstream_only_change_rebuilds_every_artifa
     clone = committed_copy(smoke_run, tmp_path / "ptft")
     old = md5_path(clone / "models/finetuned")
     script = clone / "stages/pretrain.py"  # a code change upstream of finetune that changes the weights
-    script.write_text(script.read_text().replace('pretrain = run.params["pretrain"]\n',
-                                                 'pretrain = {**run.params["pretrain"], "lr": 1e-3}\n', 1))
+    code = script.read_text()
+    changed = code.replace('pretrain, compare = run.params["pretrain"], run.params["compare"]\n',
+                           'pretrain, compare = {**run.params["pretrain"], "lr": 1e-3}, run.params["compare"]\n', 1)
+    assert changed != code, "the line this test edits has changed: update the test"
+    script.write_text(changed)
     git("commit", "-qam", "pretrain at another rate", cwd=clone)
     dvc("repro", "finetune", cwd=clone)
     git("commit", "-qam", "results of the new pre-training", cwd=clone)
