@@ -30,6 +30,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from ptft.pipeline.compare import summarize
+
 ROOT = Path(__file__).resolve().parents[1]
 BUDGETS = ["25", "100"]
 ARMS = ("pretrained", "scratch", "tfidf")
@@ -63,11 +65,10 @@ def repro(clone: Path, stages: list[str]) -> float:
 
 
 def cell(clone: Path, arm: str, budget: str) -> dict[str, Any]:
-    runs = json.loads((clone / f"reports/compare/runs/{arm}-{budget}.json").read_text())["runs"]
-    accuracy = [run["test_accuracy"] for run in runs]
-    mean = sum(accuracy) / len(accuracy)
-    std = (sum((a - mean) ** 2 for a in accuracy) / (len(accuracy) - 1)) ** 0.5
-    return {"mean": round(mean, 4), "std": round(std, 4), "seeds": len(runs)}
+    """A comparison cell's test accuracy over seeds, summarised as the comparison's report does."""
+    summary = summarize(json.loads((clone / f"reports/compare/runs/{arm}-{budget}.json").read_text()))
+    accuracy = summary["test_accuracy"]
+    return {"mean": round(accuracy["mean"], 4), "std": round(accuracy["std"], 4), "seeds": summary["seeds"]}
 
 
 def text_size(clone: Path, fractions: list[int], steps: int) -> list[dict[str, Any]]:
