@@ -9,5 +9,5 @@ from ptft.pipeline.stage import run_stage
 
 with run_stage("evaluate") as run, atomic_dir("reports/evaluate") as out:
     metrics = evaluate_split(Path("models/finetuned"), read_split(Path("data/prepared"), "validation"), out,
-                             run.params["evaluate"]["batch_size"], "Confusion matrix, validation split")
+                             run.params["evaluate"]["batch_size"], "validation")
 print(f"validation: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}")

@@ -1,10 +1,15 @@
-"""Stage finetune: sequence classification from the pre-trained model, from scratch, or from a checkpoint."""
+"""Stage finetune: sequence classification from the pre-trained model, from scratch, or from a checkpoint
+(one label per document, or a set of labels: multi-label)."""
 
 from pathlib import Path
 
-from ptft.pipeline.data import read_labels, read_split, stratified_subset
+from ptft.pipeline.data import is_multi_label, read_labels, read_split
+from ptft.pipeline.evaluation import predict_proba
+from ptft.pipeline.metrics import choose_threshold, multilabel_indicator
 from ptft.pipeline.modeling import classifier, freeze_parameters
+from ptft.pipeline.multilabel_pipeline import CUSTOM_PIPELINES, SOURCE
 from ptft.pipeline.params import finetune_seed
+from ptft.pipeline.splits import stratified_subset
 from ptft.pipeline.stage import run_stage
 from ptft.pipeline.training import encode_labelled, finetune_classifier, open_live
 
@@ -14,8 +19,9 @@ with run_stage("finetune", seed=finetune_seed) as run:
     labels = read_labels(prepared)
     # The subset first: a finetune.train_examples above the train split fails before the model loads.
     train = stratified_subset(read_split(prepared, "train"), finetune["train_examples"], run.seed)
+    multi_label = is_multi_label(train)
     model, tokenizer = classifier(finetune["init"], run.params["model"], Path("data/tokenizer"), labels,
-                                  finetune["pooling"])
+                                  finetune["pooling"], multi_label)
     frozen = freeze_parameters(model, finetune["freeze"])
     validation = read_split(prepared, "validation")
     label2id = model.config.label2id
@@ -28,20 +34,32 @@ with run_stage("finetune", seed=finetune_seed) as run:
                                                          run.seed, live, run.checkpoint_dir, run.runtime)
         result["frozen_parameters"] = frozen
         result["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if multi_label:  # the decision threshold is chosen on validation (never on test) and kept in the config
+            probs = predict_proba(model, tokenizer, list(validation["text"]), finetune["batch_size"],
+                                  finetune["max_length"])
+            result["threshold"] = model.config.threshold = choose_threshold(
+                multilabel_indicator(validation["label"], labels), probs)
+            model.config.custom_pipelines = CUSTOM_PIPELINES
         for key, value in result.items():
             live.log_metric(key, value, plot=False)
         live.end()
 
     # The pipeline truncates to this length, as training did.
     tokenizer.model_max_length = finetune["max_length"]
+    task = "multi-label" if multi_label else f"{len(labels)}-way"
     run.save_model(
         model, tokenizer, "models/finetuned", result,
+        files=(SOURCE,) if multi_label else (),
         title="ptft text classifier",
-        summary=f"Fine-tuned from `{finetune['init']}` for {len(labels)}-way classification ({', '.join(labels)}).",
+        summary=f"Fine-tuned from `{finetune['init']}` for {task} classification ({', '.join(labels)}).",
         pipeline_tag="text-classification",
-        usage='from transformers import pipeline\n\n'
-              'classify = pipeline("text-classification", model="models/finetuned")\n'
-              'print(classify("Shares rose after the bank raised its profit forecast."))',
+        usage=('from transformers import pipeline\n\n'
+               '# every label whose probability reaches the threshold chosen on validation\n'
+               'tag = pipeline(model="models/finetuned", trust_remote_code=True)\n'
+               'print(tag("Shares rose after the bank raised its profit forecast."))') if multi_label else
+              ('from transformers import pipeline\n\n'
+               'classify = pipeline("text-classification", model="models/finetuned")\n'
+               'print(classify("Shares rose after the bank raised its profit forecast."))'),
     )
     print(f"finetune: best epoch {result['best_epoch']:.0f}, "
           f"validation macro-F1 {result['validation_macro_f1']:.3f}")

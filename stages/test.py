@@ -9,5 +9,5 @@ from ptft.pipeline.stage import run_stage
 
 with run_stage("test") as run, atomic_dir("reports/test") as out:
     metrics = evaluate_split(Path("models/finetuned"), read_split(Path("data/prepared"), "test"), out,
-                             run.params["evaluate"]["batch_size"], "Confusion matrix, test split")
+                             run.params["evaluate"]["batch_size"], "test")
 print(f"test: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}")

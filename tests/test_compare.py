@@ -133,10 +133,11 @@ def test_tfidf_fits_its_vocabulary_on_the_unlabelled_text_too():
     unlabelled = ["alpha epsilon zeta", "epsilon zeta gamma", "alpha beta"]
     alone, _ = fit_tfidf(train, train, ["a", "b"], 0)
     semi, _ = fit_tfidf(train, train, ["a", "b"], 0, unlabelled)
-    vocabulary = lambda pipeline: set(pipeline[0].vocabulary_)  # noqa: E731
+    vocabulary = lambda fitted: set(fitted.vectorizer.vocabulary_)  # noqa: E731
     assert "epsilon zeta" in vocabulary(semi) and "epsilon" not in vocabulary(alone)
     # "alpha beta" is labelled and unlabelled text: counted once, so 2 of the 5 documents fitted hold "alpha"
-    assert semi[0].idf_[semi[0].vocabulary_["alpha"]] == pytest.approx(1 + math.log((1 + 5) / (1 + 2)))
+    idf = semi.vectorizer.idf_[semi.vectorizer.vocabulary_["alpha"]]
+    assert idf == pytest.approx(1 + math.log((1 + 5) / (1 + 2)))
 
 
 def test_continued_pretraining_of_minilm_as_an_optional_arm(smoke_run, tmp_path):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from ptft.pipeline.data import (
+    Columns,
     DataError,
     LoadReport,
     _from_dataset,
@@ -16,6 +17,7 @@ from ptft.pipeline.data import (
     decode_bytes,
     drop_duplicates,
     drop_near_duplicates,
+    drop_unlabelled,
     load_corpus,
     near_duplicates,
     normalize_text,
@@ -23,11 +25,10 @@ from ptft.pipeline.data import (
     read_split,
     read_text_folder,
     shingles,
-    split_dataset,
     split_stats,
-    stratified_subset,
     write_splits,
 )
+from ptft.pipeline.splits import split_dataset, stratified_subset
 
 ROWS = [("great product", "pos"), ("terrible, broke at once", "neg"), ("works fine", "pos")]
 
@@ -75,14 +76,17 @@ def test_load_parquet_maps_classlabel_to_names(tmp_path):
 
 def test_from_dataset_missing_text_becomes_empty():
     ds = datasets.Dataset.from_dict({"text": ["x", None], "label": ["a", "b"]})
-    df = _from_dataset(ds, "text", "label", origin="mem")
+    df = _from_dataset(ds, Columns("text", "label"), origin="mem")
     assert df["text"].tolist() == ["x", ""]
 
 
-def test_from_dataset_missing_label_is_an_error():
-    ds = datasets.Dataset.from_dict({"text": ["x", "y"], "label": ["a", None]})
-    with pytest.raises(DataError, match=r"mem: label column 'label' is empty in row 2 \(counted from 1"):
-        _from_dataset(ds, "text", "label", origin="mem")
+def test_rows_without_a_label_are_dropped_and_named():
+    ds = datasets.Dataset.from_dict({"text": ["x", "y", "z", "w"], "label": ["a", None, " ", "b"]})
+    report = LoadReport(documents=4)
+    df, dropped = drop_unlabelled(_from_dataset(ds, Columns("text", "label"), origin="mem"), report)
+    assert df["text"].tolist() == ["x", "w"] and dropped == 2
+    assert "dropped 2 rows without a label (null, empty or -1)" in report.warnings[0]
+    assert "rows 2, 3" in report.warnings[0]
 
 
 def test_missing_column_lists_columns_found(tmp_path):
@@ -368,7 +372,7 @@ def test_drop_near_duplicates_keeps_the_first_of_each_group():
 def test_split_stats_counts(corpus):
     splits = split_dataset(corpus, 0.2, 0.2, seed=0)
     report = LoadReport(documents=64, undecodable=["x/1.txt"], source="s", warnings=["x/1.txt is not UTF-8"])
-    stats = split_stats(splits, report, empty=1, duplicates=3, near_duplicates=2)
+    stats = split_stats(splits, report, {"empty_removed": 1, "duplicates_removed": 3, "near_duplicates_removed": 2})
     assert json.loads(json.dumps(stats)) == stats
     assert stats["documents_read"] == 64
     assert (stats["empty_removed"], stats["duplicates_removed"], stats["near_duplicates_removed"]) == (1, 3, 2)

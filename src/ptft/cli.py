@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ptft.pipeline.params import PARAMS_FILE, UserError, merge_files
 from ptft.report import ReportError, build_report
@@ -33,15 +34,22 @@ def main(argv: list[str] | None = None) -> int:
                                                  "revision (what the pull-request comment shows)")
     report.add_argument("--base", default="main", help="git revision to compare with (default: main)")
     report.add_argument("--out", default="pr-report", help="directory for report.md and its PNGs (default: pr-report)")
-    predict = commands.add_parser("predict", help="label texts with a fine-tuned model: JSON lines with the label, "
-                                                  "its score and every class probability")
+    predict = commands.add_parser("predict", help="label texts with a fine-tuned model: JSON lines with the label "
+                                                  "(a multi-label model: the labels above its threshold), its score "
+                                                  "and every class probability")
     predict.add_argument("input", nargs="?", default="-", help="a .txt file (one text per line), a .csv/.jsonl/"
                                                                ".parquet file (see --column), or - for stdin (default)")
     predict.add_argument("--model", default="models/finetuned", help="model directory (default: models/finetuned)")
-    predict.add_argument("--column", default="text", help="the text column of a table input (default: text)")
+    predict.add_argument("--column", action="append", help="the text column of a table input (default: text); "
+                         "repeat it for several fields, in data.text_column's order, to join them as prepare does")
     predict.add_argument("--output", "-o", default="-", help="JSONL file to write (default: - for stdout)")
     predict.add_argument("--batch-size", type=_positive, default=64, help="texts per forward pass (default: 64)")
     predict.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda or cuda:N")
+    example = commands.add_parser("example-data", help="write the multi-label example corpus (BBC News articles "
+                                  "tagged with their topic and keyword-derived tags, offline) as a text,tags CSV")
+    example.add_argument("path", help="CSV file to write, e.g. data/tags.csv")
+    example.add_argument("--limit", type=_positive, default=None,
+                         help="keep only the first N articles (default: all 2,125)")
     args = parser.parse_args(argv)
     try:
         if args.command == "merge-params":
@@ -52,10 +60,15 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(found, indent=2) if args.json else render(found))
         elif args.command == "report":
             print(build_report(args.base, args.out), end="")
+        elif args.command == "example-data":
+            from ptft.example_data import write_tagged_csv
+
+            print(json.dumps(write_tagged_csv(Path(args.path), args.limit), indent=2))
         elif args.command == "predict":
             from ptft.predict import write_predictions  # imports transformers: only when predicting
 
-            count = write_predictions(args.model, args.input, args.output, args.column, args.batch_size, args.device)
+            count = write_predictions(args.model, args.input, args.output, args.column or ["text"], args.batch_size,
+                                      args.device)
             if args.output != "-":
                 print(f"wrote {count} predictions to {args.output}", file=sys.stderr)
     except (UserError, LineageError, ReportError) as err:

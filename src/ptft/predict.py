@@ -1,4 +1,5 @@
-"""``ptft predict``: label texts with a fine-tuned model, as JSON lines with every class probability."""
+"""``ptft predict``: label texts with a fine-tuned model, as JSON lines with every class probability
+(the label set above the threshold for a multi-label model)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,12 @@ class PredictError(UserError):
     """A bad model directory or input file, with what to do about it."""
 
 
-def read_texts(source: str, column: str) -> list[str]:
+def read_texts(source: str, columns: str | list[str] = "text") -> list[str]:
     """Texts from ``source``: ``-`` (stdin) or a ``.txt`` file, one per line (blank lines skipped), or the
-    ``column`` of a ``.csv``/``.jsonl``/``.parquet`` file."""
+    ``columns`` of a ``.csv``/``.jsonl``/``.parquet`` file (several are joined as prepare joins
+    ``data.text_column``'s fields)."""
+    from ptft.pipeline.data import join_fields
+
     if source == "-":
         return [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
     path = Path(source)
@@ -49,10 +53,15 @@ def read_texts(source: str, column: str) -> list[str]:
         table = TABLE_READERS[suffix](path)
     except ValueError as err:
         raise PredictError(f"input '{source}' could not be read as {suffix[1:]}: {err}") from err
-    if column not in table.columns:
-        raise PredictError(f"input '{source}' has no column '{column}'; its columns are {list(table.columns)}. "
-                           "Name the text column with --column")
-    return table[column].fillna("").astype(str).tolist()
+    fields = [columns] if isinstance(columns, str) else columns
+    missing = [column for column in fields if column not in table.columns]
+    if missing:
+        raise PredictError(f"input '{source}' has no column {', '.join(repr(c) for c in missing)}; its columns are "
+                           f"{list(table.columns)}. Name the text column with --column (repeat it for several fields)")
+    if len(fields) == 1:
+        return table[fields[0]].fillna("").astype(str).tolist()
+    return [join_fields([None if pd.isna(value) else value for value in row])
+            for row in table[fields].itertuples(index=False)]
 
 
 def check_model_dir(model_dir: str) -> Path:
@@ -84,18 +93,24 @@ def load_classifier(model_dir: str, device: str = "auto") -> tuple[PreTrainedMod
 
 def predictions(model_dir: str, texts: list[str], batch_size: int, device: str = "auto",
                 progress: IO[str] | None = None) -> Iterator[dict]:
-    """One record per text, in order: the label, its probability and every class's probability."""
-    from ptft.pipeline.evaluation import predict_proba
+    """One record per text, in order: the label and its probability, or for a multi-label model the labels at
+    or above its threshold (with their probabilities, most probable first); and every label's probability."""
+    from ptft.pipeline.evaluation import decision_threshold, is_multi_label_model, predict_proba
 
     model, tokenizer = load_classifier(model_dir, device)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    multi_label, threshold = is_multi_label_model(model), decision_threshold(model)
     started = time.monotonic()
     for start in range(0, len(texts), CHUNK):
         probs = predict_proba(model, tokenizer, texts[start : start + CHUNK], batch_size)
         for row in probs:
-            best = int(row.argmax())
-            yield {"label": labels[best], "score": round(float(row[best]), 6),
-                   "probabilities": {label: round(float(p), 6) for label, p in zip(labels, row)}}
+            every = {label: round(float(p), 6) for label, p in zip(labels, row)}
+            if multi_label:
+                chosen = sorted((label for label, p in zip(labels, row) if p >= threshold), key=lambda x: -every[x])
+                yield {"labels": {label: every[label] for label in chosen}, "probabilities": every}
+            else:
+                best = int(row.argmax())
+                yield {"label": labels[best], "score": round(float(row[best]), 6), "probabilities": every}
         if progress is not None and len(texts) > CHUNK:
             done, elapsed = min(start + CHUNK, len(texts)), time.monotonic() - started
             eta = elapsed / done * (len(texts) - done)
@@ -104,7 +119,8 @@ def predictions(model_dir: str, texts: list[str], batch_size: int, device: str =
                   flush=True)
 
 
-def write_predictions(model_dir: str, source: str, output: str, column: str, batch_size: int, device: str) -> int:
+def write_predictions(model_dir: str, source: str, output: str, column: str | list[str], batch_size: int,
+                      device: str) -> int:
     """Predict every text of ``source`` and write JSON lines to ``output`` (``-``: stdout); return the count.
 
     A file is written under a temporary name and renamed when complete, so an interrupted run

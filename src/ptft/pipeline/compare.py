@@ -24,10 +24,11 @@ import pandas as pd
 
 from ptft.pipeline.artifacts import write_json
 from ptft.pipeline.baselines import fit_tfidf
-from ptft.pipeline.data import read_labels, read_split, stratified_subset
-from ptft.pipeline.metrics import classification_metrics
+from ptft.pipeline.data import is_multi_label, read_labels, read_split
+from ptft.pipeline.metrics import choose_threshold, classification_metrics, multilabel_indicator, multilabel_metrics
 from ptft.pipeline.params import ParamsError
 from ptft.pipeline.pretraining_text import text_sample
+from ptft.pipeline.splits import stratified_subset
 
 PREPARED = Path("data/prepared")
 CORPUS = Path("data/corpus")
@@ -104,7 +105,9 @@ def run_cell(arm: str, budget: str, params: dict[str, Any], work_dir: Path) -> d
     labels = read_labels(PREPARED)
     train_all, validation, test = (read_split(PREPARED, split) for split in ("train", "validation", "test"))
     size = budget_size(budget, len(train_all))
-    y_test = test["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
+    multi_label = is_multi_label(train_all)
+    y_test = multilabel_indicator(test["label"], labels) if multi_label else \
+        test["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
     # TF-IDF fits its vocabulary and IDF on the text pre-training saw (a seeded sample of corpus.tokenizer_documents
     # documents, all of it when there are no more), as the pre-trained arms did: only the labels are limited.
     unlabelled = text_sample(CORPUS, params["corpus"]["tokenizer_documents"], params["seed"]) \
@@ -116,11 +119,11 @@ def run_cell(arm: str, budget: str, params: dict[str, Any], work_dir: Path) -> d
             continue
         train = stratified_subset(train_all, size, seed)
         if settings["init"] == "tfidf":
-            pipeline, result = fit_tfidf(train, validation, labels, seed, unlabelled)
-            predicted = pipeline.predict(test["text"])
+            baseline, result = fit_tfidf(train, validation, labels, seed, unlabelled)
+            predicted = baseline.predict(test["text"])
         else:
-            predicted, result = _finetune(settings, params, train, validation, test, labels, seed)
-        scores = classification_metrics(y_test, predicted, labels)
+            predicted, result = _finetune(settings, params, train, validation, test, labels, seed, multi_label)
+        scores = (multilabel_metrics if multi_label else classification_metrics)(y_test, predicted, labels)
         run = {"seed": seed, "train_examples": len(train), **result,
                "test_accuracy": scores["accuracy"], "test_macro_f1": scores["macro_f1"]}
         write_json(done, run)
@@ -129,7 +132,7 @@ def run_cell(arm: str, budget: str, params: dict[str, Any], work_dir: Path) -> d
 
 
 def _finetune(settings: dict[str, Any], params: dict[str, Any], train: pd.DataFrame, validation: pd.DataFrame,
-              test: pd.DataFrame, labels: list[str], seed: int) -> tuple[Any, dict[str, Any]]:
+              test: pd.DataFrame, labels: list[str], seed: int, multi_label: bool) -> tuple[Any, dict[str, Any]]:
     # Imported here: transformers takes seconds to import, which TF-IDF cells and the report skip.
     from transformers import set_seed
 
@@ -139,17 +142,21 @@ def _finetune(settings: dict[str, Any], params: dict[str, Any], train: pd.DataFr
 
     set_seed(seed)  # the classifier head's initial weights (and scratch's whole model) come from this seed
     model, tokenizer = classifier(settings["init"], params["model"], Path("data/tokenizer"), labels,
-                                  settings["pooling"])
+                                  settings["pooling"], multi_label)
     freeze_parameters(model, settings["freeze"])
     encode = lambda df: encode_labelled(list(df["text"]), list(df["label"]), model.config.label2id,  # noqa: E731
                                         tokenizer, settings["max_length"])
     # No epoch checkpoints (a run takes seconds to a minute): a killed cell redoes only its current seed.
     metrics, _ = finetune_classifier(model, tokenizer, encode(train), encode(validation), settings, seed, None, None,
                                      params["runtime"])
-    probs = predict_proba(model, tokenizer, list(test["text"]), params["evaluate"]["batch_size"],
-                          settings["max_length"])
-    return probs.argmax(-1), {key: metrics[key] for key in ("best_epoch", "validation_accuracy",
-                                                            "validation_macro_f1", "steps")}
+    scores = {key: metrics[key] for key in ("best_epoch", "validation_accuracy", "validation_macro_f1", "steps")}
+    probs = lambda df: predict_proba(model, tokenizer, list(df["text"]), params["evaluate"]["batch_size"],  # noqa: E731
+                                     settings["max_length"])
+    if not multi_label:
+        return probs(test).argmax(-1), scores
+    # As finetune does: the decision threshold is chosen on validation, then applied to test.
+    scores["threshold"] = choose_threshold(multilabel_indicator(validation["label"], labels), probs(validation))
+    return (probs(test) >= scores["threshold"]).astype(int), scores
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ptft.pipeline.data import DataError, decode_bytes, is_parquet, prepared_file
-from ptft.pipeline.schema import CORPUS_ENTRIES, HUB_CORPUS
+from ptft.pipeline.schema import CORPUS_ENTRIES, HUB_SOURCE
 
 TRAIN = "train"
 # Local pre-training text lives under this folder, which prepare_corpus declares as a DVC dependency:
@@ -60,7 +60,7 @@ def resolve_sources(value: str | list[str]) -> list[Source]:
         if spec == TRAIN:
             sources.append(Source(spec, "train"))
         elif spec.startswith("hf:"):
-            match = HUB_CORPUS.fullmatch(spec)
+            match = HUB_SOURCE.fullmatch(spec)
             sources.append(Source(spec, "hf", hub={key: match.group(key) for key in ("id", "config", "revision")}))
         else:
             sources.append(Source(spec, "files", files=_files(spec)))

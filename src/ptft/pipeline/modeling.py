@@ -190,8 +190,10 @@ def classifier(
     tokenizer_dir: Path | None,
     labels: list[str],
     pooling: str,
+    multi_label: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A sequence classifier and its tokenizer, initialised as ``finetune.init`` says.
+    """A sequence classifier and its tokenizer, initialised as ``finetune.init`` says; ``multi_label`` gives it
+    independent sigmoid outputs and the BCE loss instead of a softmax over the labels.
 
     ``scratch`` builds the same architecture as pre-training from the ``model`` params and the
     tokenizer in ``tokenizer_dir`` (read for scratch only) with random weights, so that the
@@ -203,6 +205,8 @@ def classifier(
         "id2label": dict(enumerate(labels)),
         "label2id": {label: i for i, label in enumerate(labels)},
     }
+    if multi_label:  # a single-label model gets its problem type from its first labelled batch
+        label_maps["problem_type"] = "multi_label_classification"
     if source == "scratch":
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         config = build_config(model_params, tokenizer)

@@ -1,4 +1,5 @@
-"""Plots for people (PNG) beside the data DVC plots: the confusion matrix and the comparison's learning curve."""
+"""Plots for people (PNG) beside the data DVC plots: the confusion matrix, the per-label scores of a
+multi-label model and the comparison's learning curve."""
 
 from __future__ import annotations
 
@@ -39,6 +40,51 @@ def write_confusion(matrix: np.ndarray, labels: Sequence[str], actual: Sequence[
     fig.tight_layout()
     # No Software/date metadata: the PNG must be byte-identical when the matrix is.
     fig.savefig(out_dir / "confusion.png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+PER_LABEL_METRICS = ("precision", "recall", "f1")
+
+
+def per_label_rows(per_label: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per label and metric, for DVC's ``bar_horizontal`` template (x: ``value``, y: ``label_metric``).
+
+    ``label_metric`` ("sport: f1") gives every bar its own place on the y axis: the built-in bar templates
+    colour bars by revision only, so rows sharing a y value would stack into one bar.
+    """
+    return [
+        {"label": label, "metric": metric, "value": round(float(scores[metric]), 4),
+         "label_metric": f"{label}: {metric}"}
+        for label, scores in per_label.items()
+        for metric in PER_LABEL_METRICS
+    ]
+
+
+def write_per_label(per_label: dict[str, dict[str, Any]], out_dir: Path, title: str) -> None:
+    """Write ``per_label.json`` (for ``dvc plots``) and ``per_label.png`` (for people) into ``out_dir``.
+
+    ``per_label`` is the ``per_label`` entry of the multi-label metrics: label → precision, recall, f1, support.
+    The PNG groups precision, recall and F1 per label, with each label's support in its tick text.
+    """
+    write_json(out_dir / "per_label.json", per_label_rows(per_label))
+    labels = list(per_label)
+    width = 0.8 / len(PER_LABEL_METRICS)
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.6 * max(len(labels), 1)))
+    positions = np.arange(len(labels))
+    for j, metric in enumerate(PER_LABEL_METRICS):
+        values = [float(per_label[label][metric]) for label in labels]
+        ax.barh(positions + (j - (len(PER_LABEL_METRICS) - 1) / 2) * width, values, height=width,
+                label="F1" if metric == "f1" else metric)
+    ax.set_yticks(positions, [f"{label} (n={int(per_label[label]['support'])})" for label in labels])
+    ax.invert_yaxis()  # the first label on top
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("score")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower left", bbox_to_anchor=(1.01, 0), frameon=False)
+    fig.tight_layout()
+    # No Software/date metadata: the PNG must be byte-identical when the scores are.
+    fig.savefig(out_dir / "per_label.png", dpi=100, metadata={"Software": None})
     plt.close(fig)
 
 

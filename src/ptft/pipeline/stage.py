@@ -72,10 +72,13 @@ class StageRun:
                 yield Path(out)
 
     def save_model(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, artifact: str,
-                   metrics: dict[str, Any], **card: str) -> None:
-        """Save ``model`` and ``tokenizer`` to ``artifact`` in HF format, with ``lineage.json`` and a model card
-        (``card``: the :func:`ptft.pipeline.cards.model_card` texts), renamed into place only when all is written."""
+                   metrics: dict[str, Any], files: tuple[Path, ...] = (), **card: str) -> None:
+        """Save ``model`` and ``tokenizer`` to ``artifact`` in HF format, with ``lineage.json``, a model card
+        (``card``: the :func:`ptft.pipeline.cards.model_card` texts) and copies of ``files`` (code the model's
+        config names), renamed into place only when all is written."""
         with self.output_dir(artifact) as out:
+            for file in files:
+                shutil.copyfile(file, out / file.name)
             model.save_pretrained(out)
             tokenizer.save_pretrained(out)
             write_text(out / "README.md", model_card(lineage=self.write_lineage(out, artifact, metrics), **card))

@@ -31,7 +31,7 @@ from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ptft.pipeline.blocks import TokenBlocks
-from ptft.pipeline.metrics import classification_metrics
+from ptft.pipeline.metrics import classification_metrics, multilabel_metrics
 from ptft.pipeline.modeling import layerwise_param_groups
 from ptft.pipeline.params import ParamsError
 from ptft.pipeline.runtime import world_size
@@ -347,10 +347,19 @@ def pretrain_lm(trainer: Trainer) -> tuple[dict[str, float], dict[str, float]]:
 
 
 def encode_labelled(
-    texts: list[str], labels: list[str], label2id: dict[str, int], tokenizer: PreTrainedTokenizerBase, max_length: int
+    texts: list[str], labels: list[str] | list[list[str]], label2id: dict[str, int],
+    tokenizer: PreTrainedTokenizerBase, max_length: int
 ) -> Dataset:
-    """A tokenised classification dataset; padding is left to the collator (per batch)."""
-    data = Dataset.from_dict({"text": texts, "label": [label2id[label] for label in labels]})
+    """A tokenised classification dataset; padding is left to the collator (per batch).
+
+    Multi-label rows (lists of labels) become multi-hot float vectors, the targets of the BCE loss.
+    """
+    if labels and isinstance(labels[0], list):
+        names = sorted(label2id, key=label2id.get)
+        targets: list = [[float(name in row) for name in names] for row in labels]
+    else:
+        targets = [label2id[label] for label in labels]
+    data = Dataset.from_dict({"text": texts, "label": targets})
     return data.map(
         lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
         batched=True,
@@ -360,7 +369,11 @@ def encode_labelled(
 
 def _compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-    scores = classification_metrics(prediction.label_ids, logits.argmax(-1))
+    if prediction.label_ids.ndim == 2:  # multi-label: every label whose logit is above 0 (probability 0.5)
+        labels = [str(i) for i in range(logits.shape[1])]
+        scores = multilabel_metrics(prediction.label_ids.astype(int), (logits > 0).astype(int), labels)
+    else:
+        scores = classification_metrics(prediction.label_ids, logits.argmax(-1))
     return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
 
 
