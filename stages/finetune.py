@@ -48,7 +48,7 @@ with run_stage("finetune", seed=finetune_seed) as run:
     tokenizer.model_max_length = finetune["max_length"]
     task = "multi-label" if multi_label else f"{len(labels)}-way"
     run.save_model(
-        model, tokenizer, "models/finetuned", result,
+        model, tokenizer, "models/finetuned", result, init=("finetune.init", finetune["init"]),
         files=(SOURCE,) if multi_label else (),
         title="ptft text classifier",
         summary=f"Fine-tuned from `{finetune['init']}` for {task} classification ({', '.join(labels)}).",

@@ -55,7 +55,7 @@ with run_stage(stage) as run:
              'from transformers import pipeline\n\ngenerate = pipeline("text-generation", model="{}")\n'
              'print(generate("The bank raised its profit", max_new_tokens=10))').format(artifact)
     run.save_model(
-        model, tokenizer, artifact, result,
+        model, tokenizer, artifact, result, init=("pretrain.init", pretrain["init"]),
         title=f"ptft pre-trained {model.config.model_type} ({objective} LM)",
         summary=f"Pre-trained with {objective} language modelling on {text} ({result['train_tokens']:,} tokens; "
                 f"labels unused), {start}. Fine-tune it for classification with the finetune stage.",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import glob
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ptft.pipeline.data import DataError, decode_bytes, is_parquet, prepared_file
+from ptft.pipeline.hub import HubError, HubRef, resolve_revision
 from ptft.pipeline.schema import CORPUS_ENTRIES, HUB_SOURCE
 
 TRAIN = "train"
@@ -30,7 +30,6 @@ TRAIN = "train"
 WATCHED = Path("corpus")
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}  # what fsspec decompresses without extra packages
-COMMIT = re.compile(r"[0-9a-f]{40}")
 BATCH = 1024  # documents handed on at a time: memory stays flat whatever the corpus size
 
 
@@ -201,19 +200,12 @@ def _jsonl_documents(f: Any, path: Path, text_column: str) -> Iterator[str]:
 
 
 def hub_revision(source: Source) -> str | None:
-    """The commit a Hub corpus resolves to now (None if the Hub cannot be asked); the DataError of a missing id."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-
+    """The commit a Hub corpus resolves to now (None if unknown); the DataError of a missing id or revision."""
     hub = source.hub
     try:
-        return HfApi().dataset_info(hub["id"], revision=hub["revision"]).sha
-    except RepositoryNotFoundError as err:
-        raise DataError(f"pretrain.corpus: '{source.spec}': no dataset '{hub['id']}' on the Hub") from err
-    except RevisionNotFoundError as err:
-        raise DataError(f"pretrain.corpus: '{source.spec}': the dataset has no revision '{hub['revision']}'") from err
-    except OSError:  # offline, or the Hub is down: a pinned commit is still exact
-        return hub["revision"] if hub["revision"] and COMMIT.fullmatch(hub["revision"]) else None
+        return resolve_revision(HubRef(hub["id"], hub["config"], hub["revision"], source.spec), "dataset")
+    except HubError as err:
+        raise DataError(f"pretrain.corpus: {err}") from err
 
 
 def stream_hub(source: Source, split: str, text_column: str) -> Iterator[str]:

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ptft.pipeline.hub import hub_identity, parse_hub, unpinned_warning
+from ptft.pipeline.hub import HubError, hub_identity, parse_hub, unpinned_warning
 from ptft.pipeline.params import UserError
 from ptft.pipeline.schema import FILE_FORMATS, SUPPORTED_SOURCES
 
@@ -238,19 +238,34 @@ def _raise_for_bad_json_line(path: Path, encoding: str) -> None:
 
 
 def _load_hub(source: str, report: LoadReport) -> dict[str, datasets.Dataset]:
-    """Every split of the Hub dataset `hf:<id>[:<config>][@<revision>]`, noting its resolved commit in `report`."""
+    """Every split of the Hub dataset `hf:<id>[:<config>][@<revision>]` at the commit it resolves to, noting that
+    commit in `report`. A snapshot already in the Hub cache is read from there, offline too."""
     import datasets
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
-    ref = parse_hub(source)
-    identity = hub_identity(ref, "dataset")
+    try:
+        ref = parse_hub(source)
+        identity = hub_identity(ref, "dataset")
+    except HubError as err:
+        raise DataError(f"data.source {err}") from err
     report.hub = identity
     warning = unpinned_warning(ref, identity["resolved"])
     if warning:
         report.warnings.append(f"data.source {warning}")
+    revision = identity["resolved"] or ref.revision
+    try:  # the commit's own files, if the cache holds them; datasets reads the folder as it reads the Hub repo
+        location, revision = snapshot_download(ref.id, repo_type="dataset", revision=revision,
+                                               local_files_only=True), None
+    except LocalEntryNotFoundError:
+        location = ref.id
     try:
-        loaded = datasets.load_dataset(ref.id, ref.config, revision=identity["resolved"] or ref.revision)
+        loaded = datasets.load_dataset(location, ref.config, revision=revision)
     except datasets.exceptions.DatasetNotFoundError as err:
         raise DataError(f"data.source '{source}': dataset not found on the Hub ({err}). {_supported()}") from err
+    except ConnectionError as err:
+        raise DataError(f"data.source '{source}' is not in the local Hub cache and the Hub cannot be reached; "
+                        "connect once to fetch it") from err
     except ValueError as err:  # an unknown config, among others
         raise DataError(f"data.source '{source}': {err}") from err
     return {name: loaded[name] for name in loaded}

