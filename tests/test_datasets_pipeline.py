@@ -36,8 +36,8 @@ def _news_splits(smoke: Path) -> dict[str, pd.DataFrame]:
     labels = sorted(set(frames["train"]["label"]))
 
     def shaped(df: pd.DataFrame) -> pd.DataFrame:
-        title, _, description = df["text"].str.partition(". ").drop(columns=1).T.to_numpy()
-        return pd.DataFrame({"title": title, "description": description, "label": df["label"].map(labels.index)})
+        parts = df["text"].str.partition(". ")
+        return pd.DataFrame({"title": parts[0], "description": parts[2], "label": df["label"].map(labels.index)})
 
     train, test = shaped(frames["train"]), shaped(frames["test"])
     train = pd.concat([train, test.head(PLANTED)], ignore_index=True)  # copies of test documents in train
@@ -210,8 +210,9 @@ def test_predict_and_the_transformers_pipeline_return_the_label_set(tags, tmp_pa
     texts = pd.read_parquet(clone / "data/prepared/test.parquet")["text"].head(5).tolist()
     (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
     model = clone / "models/finetuned"
-    records = [json.loads(line) for line in run([sys.executable, "-m", "ptft.cli", "predict", str(tmp_path / "texts.txt"),
-                                                 "--model", str(model)], clone).stdout.splitlines()]
+    predicted = run([sys.executable, "-m", "ptft.cli", "predict", str(tmp_path / "texts.txt"), "--model", str(model)],
+                    clone).stdout
+    records = [json.loads(line) for line in predicted.splitlines()]
     threshold = json.loads((model / "config.json").read_text())["threshold"]
     for record in records:
         assert all(p >= threshold for p in record["labels"].values())

@@ -7,6 +7,7 @@ and its pairs', in every part.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -51,15 +52,26 @@ def _stratified_split(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.
 
 def _multilabel_split(df: pd.DataFrame, seed: int, test_size: float | None = None,
                       train_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the kept and held-out rows of an iterative stratification of ``df``'s label sets."""
+    """Positions of the kept and held-out rows of an iterative stratification of ``df``'s label sets.
+
+    Iterative stratification places rows label by label, so its parts can miss the size asked for by a row or
+    two; seeded random rows are then moved across, so that a budget of N labelled examples is exactly N.
+    """
     from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
     from sklearn.preprocessing import MultiLabelBinarizer
 
     indicator = MultiLabelBinarizer().fit_transform(df["label"])
-    sizes = {"test_size": test_size} if train_size is None else {"train_size": train_size,
-                                                                 "test_size": len(df) - train_size}
-    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, random_state=seed, **sizes)
+    kept_size = train_size if train_size is not None else len(df) - math.ceil(test_size * len(df))
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, random_state=seed, train_size=kept_size,
+                                                test_size=len(df) - kept_size)
     kept, held = next(splitter.split(np.zeros(len(df)), indicator))
+    rng = np.random.default_rng(seed)
+    if len(kept) > kept_size:
+        moved = rng.choice(kept, len(kept) - kept_size, replace=False)
+        kept, held = np.setdiff1d(kept, moved), np.union1d(held, moved)
+    elif len(kept) < kept_size:
+        moved = rng.choice(held, kept_size - len(kept), replace=False)
+        kept, held = np.union1d(kept, moved), np.setdiff1d(held, moved)
     return np.sort(kept), np.sort(held)
 
 
