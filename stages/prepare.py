@@ -22,13 +22,12 @@ with run_stage("prepare") as run:
     data, prepare = run.params["data"], run.params["prepare"]
     official = data["split"] == "official"
     # A file's split column is read only for official splits; a dataset's own splits always come with it.
-    split_column = data["split_column"] if official else None
     corpus, report = load_corpus(data["source"], data["text_column"], data["label_column"],
-                                 data["label_separator"], split_column)
+                                 data["label_separator"], data["split_column"] if official else None)
     raw = corpus_identity(data["source"], corpus, report.hub)
     removed = {}
     if official:
-        corpus, removed["unused_splits"] = assign_splits(corpus, data["splits"], data["source"], split_column)
+        corpus, removed["unused_splits"] = assign_splits(corpus, data["splits"], data["source"], report.split_column)
     corpus, removed["unlabelled_removed"] = drop_unlabelled(corpus, report)
     corpus, removed["empty_removed"] = clean(corpus, report)
     for warning in report.warnings:  # also kept in reports/prepare/stats.json

@@ -124,6 +124,15 @@ def test_every_dvc_cached_output_is_ignored_by_git_and_not_tracked():
     ({"compare": {"continued_settings": {"lr": 1e-4, "learning_rate": 1e-4}}},
      "compare.continued_settings sets ['learning_rate'], which are not pretrain params"),
     ({"compare": {"continued": ["bert-base"]}}, "compare.continued.0: Input should be 'minilm'"),
+    ({"data": {"split": "official"}}, "data.split is 'official' but the bbc corpus has no official splits"),
+    ({"data": {"split": "given"}}, "data.split: Input should be 'random' or 'official' (got 'given')"),
+    ({"data": {"splits": {"train": "train", "validation": "train", "test": "test"}}},
+     "data.splits names one split twice (['train', 'train', 'test'])"),
+    ({"data": {"text_column": []}}, "data.text_column: a column name or a list of column names, got []"),
+    ({"data": {"text_column": ["title", "title"]}}, "data.text_column: ['title', 'title'] names a column twice"),
+    ({"data": {"label_separator": ""}}, "data.label_separator: String should have at least 1 character"),
+    ({"data": {"source": "hf:org/data@v1@v2"}}, "data.source 'hf:org/data@v1@v2' is not of the form hf:<dataset id>"),
+    ({"finetune": {"init": "hf:org/model:en"}}, "finetune.init: 'hf:org/model:en' is not of the form hf:<model id>"),
 ])
 def test_every_bad_param_is_named_with_its_fix(change, message):
     from ptft.pipeline.schema import problems

@@ -86,6 +86,17 @@ def test_an_integer_label_of_minus_one_never_becomes_a_class(tmp_path):
     assert df["label"].tolist() == ["1", "0"] and dropped == 1 and "row 2" in report.warnings[0]
 
 
+def test_a_file_s_split_column_is_read_only_when_asked_for(tmp_path):
+    path = tmp_path / "data.csv"
+    pd.DataFrame({"text": ["a", "b"], "label": ["x", "y"], "part": ["train", "test"]}).to_csv(path, index=False)
+    df, report = load_corpus(str(path), split_column="part")
+    assert df["split"].tolist() == ["train", "test"] and report.split_column == "part"
+    df, report = load_corpus(str(path))
+    assert "split" not in df and report.split_column is None
+    with pytest.raises(DataError, match="data.split_column 'split' not found in .*columns found: text, label, part"):
+        load_corpus(str(path), split_column="split")
+
+
 def test_a_saved_dataset_dict_keeps_its_split_names(tmp_path):
     ds = datasets.DatasetDict({name: datasets.Dataset.from_dict({"text": [f"{name} text"], "label": ["a"]})
                                for name in ("train", "test", "unsupervised")})

@@ -9,7 +9,7 @@ import json
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +50,7 @@ class LoadReport:
     undecodable: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     hub: dict[str, Any] | None = None  # a Hub source's identity: id, config, requested and resolved revision
+    split_column: str | None = None  # the file column the rows' split names came from (a dataset brings its own)
 
     def rows(self, positions: Sequence[int]) -> str:
         """Name rows of the corpus as read: files of a folder corpus, else row numbers counted from 1."""
@@ -79,7 +80,8 @@ def load_corpus(
     A list of text columns is joined into one text (:func:`join_fields`). A label is a string, a list
     of strings (multi-label: a list column, or a string cut by ``label_separator``), or None for a
     row without one (see :func:`drop_unlabelled`). A source with splits of its own (a Hub or saved
-    dataset, or a file's ``split_column`` when given) adds a `split` column with their names.
+    dataset, or a file's ``split_column`` when given: then noted in the report) adds a `split` column with their
+    names.
 
     The report's warnings name what was read but may not be what the user meant (non-UTF-8 bytes,
     a byte-order mark, CRLF line ends); every problem that leaves no sensible reading is a DataError
@@ -99,6 +101,7 @@ def load_corpus(
             df = read_text_folder(path, report)
         else:
             df = _from_dataset(_load_file(path, report), columns, origin=str(path))
+            report.split_column = split_column
     report.documents = len(df)
     return df, report
 
@@ -285,6 +288,7 @@ def _load_saved(path: Path) -> dict[str, datasets.Dataset]:
 
 def _from_splits(splits: dict[str, datasets.Dataset], columns: Columns, origin: str) -> pd.DataFrame:
     """One frame of every split's rows, in the source's split order, with the split's name in `split`."""
+    columns = replace(columns, split=None)  # the splits are the dataset's own
     frames = [_from_dataset(ds, columns, f"{origin} split '{name}'").assign(split=name) for name, ds in splits.items()]
     return pd.concat(frames, ignore_index=True)
 

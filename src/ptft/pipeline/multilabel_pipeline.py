@@ -27,6 +27,7 @@ class MultiLabelClassificationPipeline(TextClassificationPipeline):
 
     def _sanitize_parameters(self, threshold: float | None = None, **kwargs: Any) -> tuple[dict, dict, dict]:
         preprocess, forward, _ = super()._sanitize_parameters(**kwargs)
+        preprocess.setdefault("truncation", True)  # to the length fine-tuning used (tokenizer.model_max_length)
         return preprocess, forward, {} if threshold is None else {"threshold": threshold}
 
     def __call__(self, inputs: str | list[str], **kwargs: Any) -> list:
