@@ -1,5 +1,5 @@
-"""Plots for people (PNG) beside the data DVC plots: the confusion matrix, the per-label scores of a
-multi-label model and the comparison's learning curve."""
+"""Plots for people (PNG) beside the data DVC plots: the confusion matrix, the per-label scores and the
+comparison's learning curve."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def per_label_rows(per_label: dict[str, dict[str, Any]]) -> list[dict[str, Any]]
 def write_per_label(per_label: dict[str, dict[str, Any]], out_dir: Path, title: str) -> None:
     """Write ``per_label.json`` (for ``dvc plots``) and ``per_label.png`` (for people) into ``out_dir``.
 
-    ``per_label`` is the ``per_label`` entry of the multi-label metrics: label → precision, recall, f1, support.
+    ``per_label`` is the metrics' ``per_class`` (or multi-label ``per_label``) entry: label → precision, recall,
+    f1, support.
     The PNG groups precision, recall and F1 per label, with each label's support in its tick text.
     """
     write_json(out_dir / "per_label.json", per_label_rows(per_label))
