@@ -126,6 +126,9 @@ def test_the_pinned_dataset_and_checkpoint_commits_are_in_the_lineage(official):
     assert not [w for w in stats["warnings"] if "not pinned" in w]
     labels = json.loads((clone / "data/prepared/labels.json").read_text())
     assert labels == [str(i) for i in range(len(labels))]  # integer labels, named by their values
+    shown = _run([sys.executable, "-m", "ptft.cli", "lineage", "models/finetuned"], clone,
+                 _hub_env(official["cache"])).stdout
+    assert f"resolved={MODEL_SHA}" in shown and f"hub.resolved={NEWS_SHA}" in shown
 
 
 def test_an_unpinned_hub_source_warns_with_the_commit_to_pin(official, tmp_path):

@@ -180,7 +180,10 @@ def _step(record: dict[str, Any], found_in: str) -> list[str]:
     corpus = record.get("corpus", [])
     for identity in corpus if isinstance(corpus, list) else [corpus]:  # prepare_corpus: one per source
         files = [f"{path} {md5}" for path, md5 in identity.get("files", {}).items()]
-        lines.append(_field("corpus", [f"{k}={v}" for k, v in identity.items() if k != "files"] + files))
+        fields = flatten({k: v for k, v in identity.items() if k != "files"})  # a Hub source: hub.resolved=<commit>
+        lines.append(_field("corpus", [f"{k}={v}" for k, v in fields.items()] + files))
+    if "init" in record:  # a Hub checkpoint the model started from, and the commit it resolved to
+        lines.append(_field("init", [f"{k}={v}" for k, v in record["init"].items()]))
     if record["deps"]:  # prepare reads only the raw corpus, named above
         lines.append("    inputs      (md5 as recorded; = the workspace still matches, ! it does not)")
     width = max(map(len, record["deps"]), default=0)
