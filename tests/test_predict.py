@@ -33,7 +33,10 @@ def test_the_readmes_three_ways_to_predict_agree(model_dir, tmp_path, capsys):
     source = tmp_path / "texts.txt"
     source.write_bytes(("\ufeff" + "\r\n\r\n".join(TEXTS) + "\r\n").encode())  # BOM, CRLF, blank lines
     assert main(["predict", str(source), "--model", str(model_dir), "--output", str(tmp_path / "out.jsonl")]) == 0
-    records = _records((tmp_path / "out.jsonl").read_text())
+    every = _records((tmp_path / "out.jsonl").read_text())
+    assert [r["id"] for r in every] == list(range(1, 8))  # one record per line, blank lines included
+    assert [r for r in every if "error" in r] == [{"id": i, "label": None, "error": "empty text"} for i in (2, 4, 6)]
+    records = [r for r in every if "error" not in r]
     classify = pipeline("text-classification", model=str(model_dir))
     assert [r["label"] for r in records] == [p["label"] for p in classify(TEXTS)]
     for record in records:
@@ -47,7 +50,7 @@ def test_the_readmes_three_ways_to_predict_agree(model_dir, tmp_path, capsys):
     for record, row in zip(records, probabilities.tolist(), strict=True):
         assert record["probabilities"] == pytest.approx({model.config.id2label[i]: p for i, p in enumerate(row)},
                                                         abs=1e-5)
-    assert "wrote 4 predictions" in capsys.readouterr().err
+    assert f"wrote 7 records to {tmp_path / 'out.jsonl'} (3 empty" in capsys.readouterr().err
     assert not list(tmp_path.glob(".*.tmp"))
 
 
@@ -57,7 +60,9 @@ def test_predict_reads_a_table_column_and_stdin(model_dir, tmp_path, capsys, mon
     from_csv = _records(capsys.readouterr().out)
     monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(TEXTS) + "\n"))
     assert main(["predict", "--model", str(model_dir), "--batch-size", "3"]) == 0
-    assert _records(capsys.readouterr().out) == from_csv and len(from_csv) == 4
+    from_stdin = _records(capsys.readouterr().out)
+    assert [r["id"] for r in from_csv] == [0, 1, 2, 3] and [r["id"] for r in from_stdin] == [1, 2, 3, 4]
+    assert [{**r, "id": 0} for r in from_stdin] == [{**r, "id": 0} for r in from_csv] and len(from_csv) == 4
 
     assert main(["predict", str(tmp_path / "t.csv"), "--model", str(model_dir)]) == 2
     assert "has no column 'text'; its columns are ['id', 'body']" in capsys.readouterr().err
@@ -95,12 +100,42 @@ def test_a_pickle_only_checkpoint_is_refused_and_never_unpickled(model_dir, tmp_
     assert not marker.exists()
 
 
+def test_every_input_record_gets_one_output_record_in_its_place(model_dir, tmp_path, capsys, monkeypatch):
+    """The same four records as a text file, stdin and a table, with an empty one among them: four records out,
+    in order, each with its id; the empty one marked, the others predicted as if alone."""
+    texts = [TEXTS[0], "", f"{TEXTS[1]}\f and\u2028 more", TEXTS[2]]  # a form feed and U+2028 stay in their line
+    (tmp_path / "t.txt").write_text("\n".join(texts) + "\n")
+    pd.DataFrame({"key": ["a", "b", "c", "d"], "text": texts}).to_csv(tmp_path / "t.csv", index=False)
+    pd.DataFrame({"key": ["a", "b", "c", "d"], "text": [texts[0], None, texts[2], texts[3]]}).to_parquet(
+        tmp_path / "t.parquet")
+    outputs = {}
+    for name, args in {"txt": [str(tmp_path / "t.txt")], "stdin": [],
+                       "csv": [str(tmp_path / "t.csv"), "--id-column", "key"],
+                       "parquet": [str(tmp_path / "t.parquet"), "--id-column", "key"]}.items():
+        monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(texts)))  # no newline at the end: still 4 lines
+        assert main(["predict", *args, "--model", str(model_dir)]) == 0
+        outputs[name] = _records(capsys.readouterr().out)
+    assert [r["id"] for r in outputs["txt"]] == [r["id"] for r in outputs["stdin"]] == [1, 2, 3, 4]
+    assert [r["id"] for r in outputs["csv"]] == [r["id"] for r in outputs["parquet"]] == ["a", "b", "c", "d"]
+    strip = lambda records: [{k: v for k, v in r.items() if k != "id"} for r in records]  # noqa: E731
+    assert strip(outputs["txt"]) == strip(outputs["stdin"]) == strip(outputs["csv"]) == strip(outputs["parquet"])
+    assert strip(outputs["txt"])[1] == {"label": None, "error": "empty text"}
+    (tmp_path / "alone.txt").write_text(texts[2])
+    assert main(["predict", str(tmp_path / "alone.txt"), "--model", str(model_dir)]) == 0
+    alone = _records(capsys.readouterr().out)
+    assert alone[0]["probabilities"] == pytest.approx(outputs["csv"][2]["probabilities"], abs=1e-5)
+    assert main(["predict", str(tmp_path / "t.txt"), "--id-column", "key", "--model", str(model_dir)]) == 2
+    assert "--id-column names a column of a table input" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "t.csv"), "--id-column", "row", "--model", str(model_dir)]) == 2
+    assert "has no column 'row'; its columns are ['key', 'text']" in capsys.readouterr().err
+
+
 def test_unreadable_input_and_bad_batch_size_are_clear_errors(tmp_path, capsys):
-    from ptft.predict import PredictError, read_texts
+    from ptft.predict import PredictError, read_records
 
     (tmp_path / "latin.txt").write_bytes("caf\xe9 au lait\n".encode("cp1252"))
     with pytest.raises(PredictError, match=r"latin.txt' is not UTF-8 \(byte 3\); re-encode it"):
-        read_texts(str(tmp_path / "latin.txt"), "text")
+        read_records(str(tmp_path / "latin.txt"), "text")
     with pytest.raises(SystemExit):
         main(["predict", "--batch-size", "0"])
     assert "--batch-size: must be a positive whole number, got '0'" in capsys.readouterr().err

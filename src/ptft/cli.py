@@ -38,10 +38,13 @@ def main(argv: list[str] | None = None) -> int:
                                                   "(a multi-label model: the labels above its threshold), its score "
                                                   "and every class probability")
     predict.add_argument("input", nargs="?", default="-", help="a .txt file (one text per line), a .csv/.jsonl/"
-                                                               ".parquet file (see --column), or - for stdin (default)")
+                                                               ".parquet file (see --column), or - for stdin "
+                                                               "(default); one output record per input record")
     predict.add_argument("--model", default="models/finetuned", help="model directory (default: models/finetuned)")
     predict.add_argument("--column", action="append", help="the text column of a table input (default: text); "
                          "repeat it for several fields, in data.text_column's order, to join them as prepare does")
+    predict.add_argument("--id-column", help="a table input's column that identifies each record (default: the row "
+                                             "index, from 0; a text file's records are its line numbers, from 1)")
     predict.add_argument("--output", "-o", default="-", help="JSONL file to write (default: - for stdout)")
     predict.add_argument("--batch-size", type=_positive, default=64, help="texts per forward pass (default: 64)")
     predict.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda or cuda:N")
@@ -67,10 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "predict":
             from ptft.predict import write_predictions  # imports transformers: only when predicting
 
-            count = write_predictions(args.model, args.input, args.output, args.column or ["text"], args.batch_size,
-                                      args.device)
-            if args.output != "-":
-                print(f"wrote {count} predictions to {args.output}", file=sys.stderr)
+            count, empty = write_predictions(args.model, args.input, args.output, args.column or ["text"],
+                                             args.batch_size, args.device, args.id_column)
+            where = "" if args.output == "-" else f" to {args.output}"
+            print(f"wrote {count} records{where}" + (f" ({empty} empty, marked \"error\": \"empty text\")"
+                                                     if empty else ""), file=sys.stderr)
     except (UserError, LineageError, ReportError) as err:
         print(f"ptft: error: {err}", file=sys.stderr)
         return 2

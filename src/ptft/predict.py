@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -21,31 +21,39 @@ if TYPE_CHECKING:  # transformers takes seconds to import; `ptft --help` should 
 TABLE_READERS = {".csv": pd.read_csv, ".jsonl": lambda path: pd.read_json(path, lines=True),
                  ".parquet": pd.read_parquet}
 CHUNK = 512  # texts per progress update
+MULTI_LABEL = "multi_label_classification"  # config.problem_type of a multi-label model
 
 
 class PredictError(UserError):
     """A bad model directory or input file, with what to do about it."""
 
 
-def read_texts(source: str, columns: str | list[str] = "text") -> list[str]:
-    """Texts from ``source``: ``-`` (stdin) or a ``.txt`` file, one per line (blank lines skipped), or the
-    ``columns`` of a ``.csv``/``.jsonl``/``.parquet`` file (several are joined as prepare joins
-    ``data.text_column``'s fields)."""
+def read_records(source: str, columns: str | list[str] = "text",
+                 id_column: str | None = None) -> tuple[list[Any], list[str]]:
+    """The ids and texts of every record of ``source``, in order, empty ones included.
+
+    ``-`` (stdin) and ``.txt`` files hold one text per line, split on newlines only (a form feed or U+2028
+    inside a line stays in its text); the id is the line number, from 1. A ``.csv``/``.jsonl``/``.parquet``
+    file holds one per row, in ``columns`` (several are joined as prepare joins ``data.text_column``'s
+    fields); the id is the row index, from 0, or the value of ``id_column``.
+    """
     from ptft.pipeline.data import join_fields
 
+    if id_column is not None and (source == "-" or Path(source).suffix.lower() == ".txt"):
+        raise PredictError("--id-column names a column of a table input (.csv, .jsonl, .parquet); a text file's "
+                           "records are identified by their line numbers")
     if source == "-":
-        return [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+        return _lines(sys.stdin.read())
     path = Path(source)
     if not path.is_file():
         raise PredictError(f"input '{source}' does not exist")
     suffix = path.suffix.lower()
     if suffix == ".txt":
         try:
-            text = path.read_text(encoding="utf-8-sig")
+            return _lines(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError as err:
             raise PredictError(f"input '{source}' is not UTF-8 (byte {err.start}); re-encode it, e.g. "
                                f"iconv -f cp1252 -t utf-8 '{source}'") from err
-        return [line for line in text.splitlines() if line.strip()]
     if suffix not in TABLE_READERS:
         raise PredictError(f"input '{source}': unsupported extension '{suffix}'; use .txt (one text per line), "
                            ".csv, .jsonl or .parquet (with --column), or - for stdin")
@@ -54,14 +62,24 @@ def read_texts(source: str, columns: str | list[str] = "text") -> list[str]:
     except ValueError as err:
         raise PredictError(f"input '{source}' could not be read as {suffix[1:]}: {err}") from err
     fields = [columns] if isinstance(columns, str) else columns
-    missing = [column for column in fields if column not in table.columns]
+    missing = [column for column in [*fields, id_column] if column is not None and column not in table.columns]
     if missing:
         raise PredictError(f"input '{source}' has no column {', '.join(repr(c) for c in missing)}; its columns are "
-                           f"{list(table.columns)}. Name the text column with --column (repeat it for several fields)")
-    if len(fields) == 1:
-        return table[fields[0]].fillna("").astype(str).tolist()
-    return [join_fields([None if pd.isna(value) else value for value in row])
-            for row in table[fields].itertuples(index=False)]
+                           f"{list(table.columns)}. Name the text column with --column (repeat it for several "
+                           "fields) and the id column with --id-column")
+    ids = table[id_column].tolist() if id_column else list(range(len(table)))
+    texts = [join_fields([None if pd.isna(value) else value for value in row])
+             for row in table[fields].itertuples(index=False)]
+    return ids, texts
+
+
+def _lines(text: str) -> tuple[list[int], list[str]]:
+    """A text's lines, split on newlines only, numbered from 1 (a byte-order mark, CR line ends and the newline
+    that ends the last line are not text)."""
+    lines = text.removeprefix("\ufeff").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return list(range(1, len(lines) + 1)), [line.removesuffix("\r") for line in lines]
 
 
 def check_model_dir(model_dir: str) -> Path:
@@ -120,27 +138,37 @@ def predictions(model_dir: str, texts: list[str], batch_size: int, device: str =
 
 
 def write_predictions(model_dir: str, source: str, output: str, column: str | list[str], batch_size: int,
-                      device: str) -> int:
-    """Predict every text of ``source`` and write JSON lines to ``output`` (``-``: stdout); return the count.
+                      device: str, id_column: str | None = None) -> tuple[int, int]:
+    """Predict every record of ``source`` and write one JSON line per record, in order, to ``output`` (``-``:
+    stdout); return how many records were written and how many of them were empty.
 
-    A file is written under a temporary name and renamed when complete, so an interrupted run
-    leaves no output that looks finished.
+    Each line starts with the record's ``id``; an empty text gets ``"error": "empty text"`` and a null label
+    instead of a prediction, so no later record shifts. A file is written under a temporary name and renamed
+    when complete, so an interrupted run leaves no output that looks finished.
     """
-    check_model_dir(model_dir)  # before reading stdin or a large file
+    path = check_model_dir(model_dir)  # before reading stdin or a large file
     if output != "-" and not Path(output).absolute().parent.is_dir():
         raise PredictError(f"--output '{output}': the directory {Path(output).parent} does not exist; create it first")
-    texts = read_texts(source, column)
-    records = predictions(model_dir, texts, batch_size, device, progress=sys.stderr)
+    ids, texts = read_records(source, column, id_column)
+    present = [i for i, text in enumerate(texts) if text.strip()]
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    empty = {"labels" if config.get("problem_type") == MULTI_LABEL else "label": None, "error": "empty text"}
+    found = predictions(model_dir, [texts[i] for i in present], batch_size, device, progress=sys.stderr)
+    records = ({"id": _plain(id_), **(next(found) if text.strip() else empty)} for id_, text in zip(ids, texts))
+    lines = (json.dumps(record, ensure_ascii=False) + "\n" for record in records)
     if output == "-":
-        for record in records:
-            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
-        return len(texts)
-    tmp = Path(output).with_name(f".{Path(output).name}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as out:
-            for record in records:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return len(texts)
+        sys.stdout.writelines(lines)
+    else:
+        tmp = Path(output).with_name(f".{Path(output).name}.tmp")
+        try:
+            with tmp.open("w", encoding="utf-8") as out:
+                out.writelines(lines)
+            os.replace(tmp, output)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return len(texts), len(texts) - len(present)
+
+
+def _plain(value: Any) -> Any:
+    """A table's id as JSON can hold it: numpy scalars become Python ones."""
+    return value.item() if hasattr(value, "item") else value
