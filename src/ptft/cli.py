@@ -48,6 +48,25 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--output", "-o", default="-", help="JSONL file to write (default: - for stdout)")
     predict.add_argument("--batch-size", type=_positive, default=64, help="texts per forward pass (default: 64)")
     predict.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda or cuda:N")
+    serve = commands.add_parser("serve", help="serve a fine-tuned model over HTTP (POST /predict, GET /health, "
+                                              "GET /model), batching concurrent requests into one forward pass")
+    serve.add_argument("model", nargs="?", default="models/finetuned", help="model directory (default: "
+                                                                           "models/finetuned)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for "
+                                                          "every interface)")
+    serve.add_argument("--port", type=_positive, default=8000, help="port (default: 8000)")
+    serve.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda or cuda:N")
+    serve.add_argument("--max-batch", type=_positive, default=32, help="texts per forward pass (default: 32)")
+    serve.add_argument("--batch-window-ms", type=float, default=5.0,
+                       help="how long a forward pass waits for more requests to share it (default: 5)")
+    serve.add_argument("--no-batching", action="store_true", help="one request per forward pass")
+    serve.add_argument("--max-queue", type=_positive, default=1024,
+                       help="requests that may wait; beyond it, 503 with Retry-After (default: 1024)")
+    serve.add_argument("--max-texts", type=_positive, default=64, help="texts per request (default: 64)")
+    serve.add_argument("--max-text-chars", type=_positive, default=100_000,
+                       help="characters per text (default: 100000)")
+    serve.add_argument("--max-body-bytes", type=_positive, default=1_000_000,
+                       help="bytes per request body (default: 1000000)")
     example = commands.add_parser("example-data", help="write the multi-label example corpus (BBC News articles "
                                   "tagged with their topic and keyword-derived tags, offline) as a text,tags CSV")
     example.add_argument("path", help="CSV file to write, e.g. data/tags.csv")
@@ -63,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(found, indent=2) if args.json else render(found))
         elif args.command == "report":
             print(build_report(args.base, args.out), end="")
+        elif args.command == "serve":
+            from ptft.serve import Limits, serve
+
+            serve(args.model, args.host, args.port, Limits(
+                max_body_bytes=args.max_body_bytes, max_text_chars=args.max_text_chars, max_texts=args.max_texts,
+                max_batch=args.max_batch, batch_window=args.batch_window_ms / 1000, max_queue=args.max_queue,
+                batching=not args.no_batching), args.device)
         elif args.command == "example-data":
             from ptft.example_data import write_tagged_csv
 

@@ -109,26 +109,33 @@ def load_classifier(model_dir: str, device: str = "auto") -> tuple[PreTrainedMod
     return model.to(device), tokenizer
 
 
-def predictions(model_dir: str, texts: list[str], batch_size: int, device: str = "auto",
-                progress: IO[str] | None = None) -> Iterator[dict]:
+def records_for(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
+                batch_size: int) -> list[dict[str, Any]]:
     """One record per text, in order: the label and its probability, or for a multi-label model the labels at
     or above its threshold (with their probabilities, most probable first); and every label's probability."""
     from ptft.pipeline.evaluation import decision_threshold, is_multi_label_model, predict_proba
 
-    model, tokenizer = load_classifier(model_dir, device)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     multi_label, threshold = is_multi_label_model(model), decision_threshold(model)
+    records = []
+    for row in predict_proba(model, tokenizer, texts, batch_size):
+        every = {label: round(float(p), 6) for label, p in zip(labels, row)}
+        if multi_label:
+            chosen = sorted((label for label, p in zip(labels, row) if p >= threshold), key=lambda x: -every[x])
+            records.append({"labels": {label: every[label] for label in chosen}, "probabilities": every})
+        else:
+            best = int(row.argmax())
+            records.append({"label": labels[best], "score": round(float(row[best]), 6), "probabilities": every})
+    return records
+
+
+def predictions(model_dir: str, texts: list[str], batch_size: int, device: str = "auto",
+                progress: IO[str] | None = None) -> Iterator[dict]:
+    """:func:`records_for` of every text, a chunk at a time, with progress lines for large inputs."""
+    model, tokenizer = load_classifier(model_dir, device)
     started = time.monotonic()
     for start in range(0, len(texts), CHUNK):
-        probs = predict_proba(model, tokenizer, texts[start : start + CHUNK], batch_size)
-        for row in probs:
-            every = {label: round(float(p), 6) for label, p in zip(labels, row)}
-            if multi_label:
-                chosen = sorted((label for label, p in zip(labels, row) if p >= threshold), key=lambda x: -every[x])
-                yield {"labels": {label: every[label] for label in chosen}, "probabilities": every}
-            else:
-                best = int(row.argmax())
-                yield {"label": labels[best], "score": round(float(row[best]), 6), "probabilities": every}
+        yield from records_for(model, tokenizer, texts[start : start + CHUNK], batch_size)
         if progress is not None and len(texts) > CHUNK:
             done, elapsed = min(start + CHUNK, len(texts)), time.monotonic() - started
             eta = elapsed / done * (len(texts) - done)

@@ -1,0 +1,200 @@
+"""``ptft serve``: an HTTP inference server (FastAPI on uvicorn) with dynamic batching.
+
+Concurrent requests wait in a bounded queue; one worker takes what arrived within ``batch_window``
+(at most ``max_batch`` texts) and runs it through the model in a single forward pass, off the event
+loop. A full queue answers 503 with ``Retry-After``; every bad request gets a 4xx with one clear
+message and the server keeps serving. On SIGTERM uvicorn stops accepting connections, the requests
+in flight finish, and the worker drains the queue before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from ptft.predict import check_model_dir
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may hold, and how requests are batched."""
+
+    max_body_bytes: int = 1_000_000
+    max_text_chars: int = 100_000
+    max_texts: int = 64
+    max_batch: int = 32  # texts per forward pass
+    batch_window: float = 0.005  # seconds the worker waits for more requests to share a pass
+    max_queue: int = 1024  # requests waiting; beyond it, 503
+    batching: bool = True
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class RequestError(Exception):
+    """A bad request: its HTTP status and the message for the client."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class Batcher:
+    """A bounded queue of jobs and the worker that runs them through ``predict`` a batch at a time."""
+
+    def __init__(self, predict: Any, limits: Limits):
+        self.predict, self.limits = predict, limits
+        self.queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=limits.max_queue)
+        self.stats = {"requests": 0, "texts": 0, "batches": 0}
+        self.worker: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.worker = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Finish every queued job, then stop the worker."""
+        await self.queue.join()
+        if self.worker is not None:
+            self.worker.cancel()
+
+    async def submit(self, texts: list[str]) -> list[dict[str, Any]]:
+        job = _Job(texts)
+        try:
+            self.queue.put_nowait(job)
+        except asyncio.QueueFull:
+            raise RequestError(503, f"the server is busy ({self.limits.max_queue} requests waiting); retry "
+                                    "shortly") from None
+        self.stats["requests"] += 1
+        self.stats["texts"] += len(texts)
+        return await job.done
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self.queue.get()]
+            if self.limits.batching:
+                deadline = loop.time() + self.limits.batch_window
+                while sum(len(j.texts) for j in jobs) < self.limits.max_batch:
+                    try:
+                        jobs.append(await asyncio.wait_for(self.queue.get(), max(0.0, deadline - loop.time())))
+                    except TimeoutError:
+                        break
+            texts = [text for job in jobs for text in job.texts]
+            try:
+                records = await loop.run_in_executor(None, self.predict, texts)
+            except Exception as err:  # noqa: BLE001 - the clients hear of it; the server keeps serving
+                for job in jobs:
+                    job.done.set_exception(RequestError(500, f"prediction failed: {err}"))
+            else:
+                start = 0
+                for job in jobs:
+                    job.done.set_result(records[start : start + len(job.texts)])
+                    start += len(job.texts)
+            self.stats["batches"] += 1
+            for _ in jobs:
+                self.queue.task_done()
+
+
+def parse_request(body: bytes, limits: Limits) -> tuple[list[str], bool]:
+    """The texts of a ``/predict`` body, ``{"text": "..."}`` or ``{"texts": ["...", ...]}``, and whether it held one
+    text; a RequestError (4xx) naming what is wrong otherwise."""
+    if len(body) > limits.max_body_bytes:
+        raise RequestError(413, f"the body is {len(body)} bytes; the limit is {limits.max_body_bytes}")
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RequestError(400, f"the body is not valid JSON ({err}); send {{\"text\": \"...\"}} or "
+                                "{\"texts\": [\"...\", ...]}") from None
+    if not isinstance(payload, dict) or ("text" in payload) == ("texts" in payload):
+        raise RequestError(422, "send a JSON object with either \"text\" (a string) or \"texts\" (a list of strings)")
+    single = "text" in payload
+    texts = [payload["text"]] if single else payload["texts"]
+    if not isinstance(texts, list):
+        raise RequestError(422, "\"texts\" must be a list of strings")
+    if not texts:
+        raise RequestError(422, "\"texts\" is an empty list; send at least one text")
+    if len(texts) > limits.max_texts:
+        raise RequestError(413, f"{len(texts)} texts in one request; the limit is {limits.max_texts}: split them")
+    for i, text in enumerate(texts):
+        where = "\"text\"" if single else f"texts[{i}]"
+        if not isinstance(text, str):
+            raise RequestError(422, f"{where} is a JSON {type(text).__name__}, not a string")
+        if not text.strip():
+            raise RequestError(422, f"{where} is empty; there is nothing to classify")
+        if len(text) > limits.max_text_chars:
+            raise RequestError(413, f"{where} has {len(text)} characters; the limit is {limits.max_text_chars}")
+    return texts, single
+
+
+def model_info(model_dir: Path) -> dict[str, Any]:
+    """What is served: the directory, its lineage (artifact, stage, params, metrics) and the label names."""
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    lineage_file = model_dir / "lineage.json"
+    lineage = json.loads(lineage_file.read_text(encoding="utf-8")) if lineage_file.is_file() else {}
+    from ptft.pipeline.lineage import md5_path
+
+    return {"model_dir": str(model_dir), "md5": md5_path(model_dir),
+            "labels": [config["id2label"][str(i)] for i in range(len(config["id2label"]))],
+            "problem_type": config.get("problem_type"), "threshold": config.get("threshold"),
+            **{key: lineage[key] for key in ("artifact", "stage", "params", "metrics", "init") if key in lineage}}
+
+
+def create_app(model_dir: str, limits: Limits = Limits(), device: str = "auto") -> FastAPI:
+    """The FastAPI application serving the classifier in ``model_dir`` (PyTorch, safetensors only)."""
+    from ptft.predict import load_classifier, records_for
+
+    path = check_model_dir(model_dir)
+    model, tokenizer = load_classifier(model_dir, device)
+    info = model_info(path)
+    batcher = Batcher(lambda texts: records_for(model, tokenizer, texts, limits.max_batch), limits)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
+        yield
+        await batcher.stop()  # uvicorn has stopped taking requests: finish the ones queued
+
+    app = FastAPI(title="ptft", lifespan=lifespan)
+    started = time.time()
+
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, err: RequestError) -> JSONResponse:
+        headers = {"Retry-After": "1"} if err.status == 503 else None
+        return JSONResponse({"error": str(err)}, status_code=err.status, headers=headers)
+
+    @app.post("/predict")
+    async def predict(request: Request) -> dict[str, Any]:
+        texts, single = parse_request(await request.body(), limits)
+        records = await batcher.submit(texts)
+        return records[0] if single else {"predictions": records}
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "uptime_seconds": round(time.time() - started, 1), "queued": batcher.queue.qsize(),
+                **batcher.stats}
+
+    @app.get("/model")
+    async def served_model() -> dict[str, Any]:
+        return info
+
+    return app
+
+
+def serve(model_dir: str, host: str, port: int, limits: Limits, device: str = "auto") -> None:
+    """Run the server until SIGTERM or Ctrl-C (uvicorn then drains the requests in flight)."""
+    import uvicorn
+
+    app = create_app(model_dir, limits, device)
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)

@@ -1,0 +1,178 @@
+"""``ptft serve``: request parsing (unit) and the real server on 127.0.0.1 with the smoke run's model (e2e)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ptft.serve import Limits, RequestError, parse_request
+from tests.conftest import clone_env
+
+TEXTS = ["Shares rose after the bank raised its profit forecast.", "The striker scored twice in the cup final.",
+         "MPs voted on the new budget today.", "The film won three awards at the festival."]
+SMALL = Limits(max_body_bytes=2000, max_text_chars=300, max_texts=4)
+
+
+@pytest.mark.parametrize("body, status, message", [
+    (b"{not json", 400, "the body is not valid JSON"),
+    (b'["a"]', 422, "either \"text\" (a string) or \"texts\""),
+    (b'{"text": "a", "texts": ["b"]}', 422, "either \"text\""),
+    (b'{"txt": "a"}', 422, "either \"text\""),
+    (b'{"text": 3}', 422, "\"text\" is a JSON int, not a string"),
+    (b'{"texts": "a"}', 422, "\"texts\" must be a list of strings"),
+    (b'{"texts": []}', 422, "\"texts\" is an empty list"),
+    (b'{"texts": ["a", null]}', 422, "texts[1] is a JSON NoneType, not a string"),
+    (b'{"texts": ["a", "  "]}', 422, "texts[1] is empty"),
+    (b'{"texts": ["a", "b", "c", "d", "e"]}', 413, "5 texts in one request; the limit is 4"),
+    (json.dumps({"text": "x" * 301}).encode(), 413, "\"text\" has 301 characters; the limit is 300"),
+    (json.dumps({"texts": ["x" * 290] * 4}).encode() + b" " * 900, 413, "the limit is 2000"),
+])
+def test_every_bad_request_gets_a_4xx_naming_what_is_wrong(body, status, message):
+    with pytest.raises(RequestError) as err:
+        parse_request(body, SMALL)
+    assert err.value.status == status and message in str(err.value)
+
+
+def test_a_good_request_gives_its_texts():
+    assert parse_request(b'{"text": "a"}', SMALL) == (["a"], True)
+    assert parse_request(b'{"texts": ["a", "b"]}', SMALL) == (["a", "b"], False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``ptft serve`` in a subprocess on a free loopback port."""
+
+    def __init__(self, model: Path, *args: str):
+        self.url = f"http://127.0.0.1:{_free_port()}"
+        port = self.url.rsplit(":", 1)[1]
+        self.process = subprocess.Popen([sys.executable, "-m", "ptft.cli", "serve", str(model), "--port", port, *args],
+                                        env=clone_env(model.parents[1]), stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + 120
+        while True:
+            try:
+                self.get("/health")
+                return
+            except (urllib.error.URLError, ConnectionError):
+                assert self.process.poll() is None, self.process.stdout.read()
+                assert time.time() < deadline, "the server did not start in 2 minutes"
+                time.sleep(0.2)
+
+    def get(self, path: str) -> dict:
+        with urllib.request.urlopen(self.url + path, timeout=30) as response:
+            return json.load(response)
+
+    def post(self, body: bytes | dict) -> tuple[int, dict, dict]:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + "/predict", data=data, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.load(response), dict(response.headers)
+        except urllib.error.HTTPError as err:
+            return err.code, json.load(err), dict(err.headers)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def model_dir(smoke_run) -> Path:
+    return smoke_run[0] / "models/finetuned"
+
+
+@pytest.fixture(scope="module")
+def server(model_dir):
+    running = Server(model_dir, "--max-texts", "4", "--max-text-chars", "300", "--max-body-bytes", "2000")
+    yield running
+    running.stop()
+
+
+def test_predict_answers_as_ptft_predict_does(server, model_dir, tmp_path):
+    from ptft.predict import write_predictions
+
+    (tmp_path / "texts.txt").write_text("\n".join(TEXTS) + "\n")
+    write_predictions(str(model_dir), str(tmp_path / "texts.txt"), str(tmp_path / "out.jsonl"), "text", 64, "cpu")
+    expected = [{k: v for k, v in json.loads(line).items() if k != "id"}
+                for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    status, answer, _ = server.post({"texts": TEXTS})
+    assert status == 200 and answer["predictions"] == pytest.approx(expected, abs=1e-5)
+    status, single, _ = server.post({"text": TEXTS[1]})
+    assert status == 200 and single == pytest.approx(expected[1], abs=1e-5)
+
+
+def test_health_and_model_say_what_is_served(server, model_dir):
+    assert server.get("/health")["status"] == "ok"
+    info = server.get("/model")
+    from ptft.pipeline.lineage import md5_path
+
+    assert info["md5"] == md5_path(model_dir) and info["stage"] == "finetune"
+    assert info["params"]["finetune"]["init"] == "pretrained" and "validation_macro_f1" in info["metrics"]
+    assert info["labels"] == sorted(info["labels"]) and len(info["labels"]) == 5
+
+
+def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(server):
+    for body, status in [(b"{oops", 400), ({"text": 3}, 422), ({"texts": []}, 422), ({"texts": ["a"] * 5}, 413),
+                         ({"text": "x" * 301}, 413), (json.dumps({"text": "a" * 250}).encode() + b" " * 2000, 413)]:
+        code, answer, _ = server.post(body)
+        assert code == status and answer["error"], (body, answer)
+        assert server.post({"text": TEXTS[0]})[0] == 200
+
+
+def _concurrently(server: Server, n: int) -> list[tuple[int, dict, dict]]:
+    start = threading.Barrier(n)
+
+    def call(i: int) -> tuple[int, dict, dict]:
+        start.wait()
+        return server.post({"text": TEXTS[i % len(TEXTS)]})
+
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        return list(pool.map(call, range(n)))
+
+
+def test_concurrent_requests_share_forward_passes(server):
+    before = server.get("/health")
+    answers = _concurrently(server, 32)
+    after = server.get("/health")
+    assert [status for status, _, _ in answers] == [200] * 32
+    assert [answer["label"] for _, answer, _ in answers[:4]] == [answer["label"] for _, answer, _ in answers[4:8]]
+    assert after["requests"] - before["requests"] == 32 and after["batches"] - before["batches"] < 32
+
+
+def test_a_full_queue_answers_503_with_retry_after(model_dir):
+    server = Server(model_dir, "--max-queue", "1", "--no-batching")
+    try:
+        answers = _concurrently(server, 64)
+        busy = [(answer, headers) for status, answer, headers in answers if status == 503]
+        assert busy and all(headers["retry-after"] == "1" and "busy" in answer["error"] for answer, headers in busy)
+        assert {status for status, _, _ in answers} == {200, 503}
+        assert server.post({"text": TEXTS[0]})[0] == 200
+    finally:
+        assert server.stop() == 0
+
+
+def test_sigterm_lets_the_requests_in_flight_finish(model_dir):
+    server = Server(model_dir, "--batch-window-ms", "500")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        calls = [pool.submit(server.post, {"text": text}) for text in TEXTS * 2]
+        while server.get("/health")["requests"] < len(calls):  # all of them received, waiting for the window
+            time.sleep(0.01)
+        assert server.stop() == 0
+        assert [call.result()[0] for call in calls] == [200] * len(calls)
