@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -61,16 +62,17 @@ class Server:
     def __init__(self, model: Path, *args: str):
         self.url = f"http://127.0.0.1:{_free_port()}"
         port = self.url.rsplit(":", 1)[1]
+        # The log goes to a file: a pipe nobody reads would fill up with access lines and block the server.
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="ptft-serve-", suffix=".log")  # noqa: SIM115
         self.process = subprocess.Popen([sys.executable, "-m", "ptft.cli", "serve", str(model), "--port", port, *args],
-                                        env=clone_env(model.parents[1]), stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
+                                        env=clone_env(model.parents[1]), stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while True:
             try:
                 self.get("/health")
                 return
             except (urllib.error.URLError, ConnectionError):
-                assert self.process.poll() is None, self.process.stdout.read()
+                assert self.process.poll() is None, Path(self.log.name).read_text()
                 assert time.time() < deadline, "the server did not start in 2 minutes"
                 time.sleep(0.2)
 
@@ -93,7 +95,7 @@ class Server:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         assert self.process.wait(timeout=60) == -signal.SIGTERM
-        return self.process.stdout.read()
+        return Path(self.log.name).read_text()
 
 
 @pytest.fixture(scope="module")
