@@ -1,4 +1,4 @@
-"""The throughput benchmark runs end to end (its numbers are measured, not tested: see the README)."""
+"""The benchmarks run end to end (their numbers are measured, not tested: see the README)."""
 
 from __future__ import annotations
 
@@ -21,3 +21,18 @@ def test_benchmark_quick_run_writes_its_tables(smoke_run, tmp_path):
         {(64, 8), (64, 32)}  # the smoke model has 64 positions
     assert set(result["padding"]) == {"32", "64"}  # smoke's finetune.max_length, and the longest the model takes
     assert "| ptft pretrain path" in (tmp_path / "throughput.md").read_text()
+
+
+def test_serve_benchmark_quick_run_loads_the_server_in_every_mode(smoke_run, tmp_path):
+    clone = smoke_run[0]
+    run([sys.executable, "benchmarks/serve.py", "--quick", "--model", "models/finetuned", "--out", str(tmp_path)],
+        clone)
+    result = json.loads((tmp_path / "serve.json").read_text())
+    assert set(result["modes"]) == {"batched", "batched, no window", "unbatched"}
+    for rows in result["modes"].values():
+        assert [row["clients"] for row in rows] == [1, 4]
+        assert all(row["errors"] == 0 and row["texts_per_second"] > 0 and row["p99_ms"] >= row["p50_ms"] > 0
+                   for row in rows)
+    unbatched = result["modes"]["unbatched"]
+    assert all(row["forward_passes"] == row["requests"] for row in unbatched)  # one pass per request
+    assert "| batched | 4 |" in (tmp_path / "serve.md").read_text()

@@ -84,11 +84,18 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while True:
             jobs = [await self.queue.get()]
-            if self.limits.batching:
+            if self.limits.batching:  # what queued up while the last pass ran, then what arrives within the window
                 deadline = loop.time() + self.limits.batch_window
                 while sum(len(j.texts) for j in jobs) < self.limits.max_batch:
                     try:
-                        jobs.append(await asyncio.wait_for(self.queue.get(), max(0.0, deadline - loop.time())))
+                        jobs.append(self.queue.get_nowait())
+                        continue
+                    except asyncio.QueueEmpty:
+                        pass
+                    if deadline <= loop.time():
+                        break
+                    try:
+                        jobs.append(await asyncio.wait_for(self.queue.get(), deadline - loop.time()))
                     except TimeoutError:
                         break
             texts = [text for job in jobs for text in job.texts]
