@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import signal
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ptft.serve import Limits, RequestError, parse_request
+from ptft.serve import Batcher, Limits, RequestError, parse_request
 from tests.conftest import clone_env
 
 TEXTS = ["Shares rose after the bank raised its profit forecast.", "The striker scored twice in the cup final.",
@@ -43,6 +44,22 @@ def test_every_bad_request_gets_a_4xx_naming_what_is_wrong(body, status, message
     with pytest.raises(RequestError) as err:
         parse_request(body, SMALL)
     assert err.value.status == status and message in str(err.value)
+
+
+def test_a_client_that_goes_away_does_not_stop_the_worker():
+    """A request cancelled while it waits (its client disconnected) shares a pass with one that stays: the worker
+    answers the one that stays and keeps serving."""
+    async def scenario() -> list[dict]:
+        batcher = Batcher(lambda texts: [{"label": text} for text in texts], Limits(batch_window=0.05))
+        batcher.start()
+        gone = asyncio.create_task(batcher.submit(["a"]))
+        await asyncio.sleep(0.01)  # queued, and taken by the worker, which waits for more
+        gone.cancel()
+        answers = [await asyncio.wait_for(batcher.submit([text]), 5) for text in ("b", "c")]
+        await batcher.stop()
+        return answers
+
+    assert asyncio.run(scenario()) == [[{"label": "b"}], [{"label": "c"}]]
 
 
 def test_a_good_request_gives_its_texts():

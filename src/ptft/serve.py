@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from ptft.predict import check_model_dir
+from ptft.predict import check_model_dir, load_classifier, records_for
 
 
 @dataclass(frozen=True)
@@ -99,16 +99,22 @@ class Batcher:
                     except TimeoutError:
                         break
             texts = [text for job in jobs for text in job.texts]
+            records: list[dict[str, Any]] = []
+            error = None
             try:
                 records = await loop.run_in_executor(None, self.predict, texts)
             except Exception as err:  # noqa: BLE001 - the clients hear of it; the server keeps serving
-                for job in jobs:
-                    job.done.set_exception(RequestError(500, f"prediction failed: {err}"))
-            else:
-                start = 0
-                for job in jobs:
-                    job.done.set_result(records[start : start + len(job.texts)])
-                    start += len(job.texts)
+                error = RequestError(500, f"prediction failed: {err}")
+            start = 0
+            for job in jobs:
+                answer = records[start : start + len(job.texts)]
+                start += len(job.texts)
+                if job.done.cancelled():  # its client went away while it waited: nobody to answer
+                    continue
+                if error is None:
+                    job.done.set_result(answer)
+                else:
+                    job.done.set_exception(error)
             self.stats["batches"] += 1
             for _ in jobs:
                 self.queue.task_done()
@@ -160,8 +166,6 @@ def model_info(model_dir: Path) -> dict[str, Any]:
 
 def create_app(model_dir: str, limits: Limits = Limits(), device: str = "auto") -> FastAPI:
     """The FastAPI application serving the classifier in ``model_dir`` (PyTorch, safetensors only)."""
-    from ptft.predict import load_classifier, records_for
-
     path = check_model_dir(model_dir)
     model, tokenizer = load_classifier(model_dir, device)
     info = model_info(path)
