@@ -28,10 +28,12 @@ def clone_env(clone: Path) -> dict[str, str]:
             "PYTHONPATH": str(clone / "src")}
 
 
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """Run a command with this interpreter's environment first on PATH; fail with its output."""
-    result = subprocess.run(cmd, cwd=cwd, env=clone_env(cwd), capture_output=True, text=True)
-    if result.returncode:
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None,
+        check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command with this interpreter's environment first on PATH (and ``env`` over it); unless ``check`` is
+    False, fail with its output when it fails."""
+    result = subprocess.run(cmd, cwd=cwd, env={**clone_env(cwd), **(env or {})}, capture_output=True, text=True)
+    if check and result.returncode:
         pytest.fail(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result
 

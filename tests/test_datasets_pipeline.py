@@ -50,13 +50,6 @@ def _hub_env(cache: Path) -> dict[str, str]:
             "HF_DATASETS_CACHE": str(cache / "datasets")}
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, env={**clone_env(cwd), **env}, capture_output=True, text=True)
-    if check and result.returncode:
-        pytest.fail(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
-    return result
-
-
 def _set_params(clone: Path, **blocks: dict) -> None:
     params = yaml.safe_load((clone / "params.yaml").read_text())
     for block, values in blocks.items():
@@ -77,7 +70,7 @@ def official(smoke_run, tmp_path_factory) -> dict:
     _set_params(clone, data={"source": f"hf:{NEWS}@{NEWS_SHA}", "text_column": ["title", "description"],
                              "split": "official", "splits": {"train": "train", "validation": None, "test": "test"}},
                 finetune={"init": f"hf:{MODEL}@{MODEL_SHA}"})
-    output = _run([sys.executable, "-m", "dvc", "repro", "test"], clone, _hub_env(cache)).stdout
+    output = run([sys.executable, "-m", "dvc", "repro", "test"], clone, _hub_env(cache)).stdout
     return {"clone": clone, "cache": cache, "splits": splits, "output": output}
 
 
@@ -126,7 +119,7 @@ def test_the_pinned_dataset_and_checkpoint_commits_are_in_the_lineage(official):
     assert not [w for w in stats["warnings"] if "not pinned" in w]
     labels = json.loads((clone / "data/prepared/labels.json").read_text())
     assert labels == [str(i) for i in range(len(labels))]  # integer labels, named by their values
-    shown = _run([sys.executable, "-m", "ptft.cli", "lineage", "models/finetuned"], clone,
+    shown = run([sys.executable, "-m", "ptft.cli", "lineage", "models/finetuned"], clone,
                  _hub_env(official["cache"])).stdout
     assert f"resolved={MODEL_SHA}" in shown and f"hub.resolved={NEWS_SHA}" in shown
 
@@ -134,7 +127,7 @@ def test_the_pinned_dataset_and_checkpoint_commits_are_in_the_lineage(official):
 def test_an_unpinned_hub_source_warns_with_the_commit_to_pin(official, tmp_path):
     clone = copy_clone(official["clone"], tmp_path / "ptft")
     _set_params(clone, data={"source": f"hf:{NEWS}"})
-    result = _run([sys.executable, "-m", "dvc", "repro", "prepare"], clone, _hub_env(official["cache"]))
+    result = run([sys.executable, "-m", "dvc", "repro", "prepare"], clone, _hub_env(official["cache"]))
     pin = f"hf:{NEWS}@{NEWS_SHA}"
     assert "is not pinned to a commit, so it is not reproducible" in result.stderr and pin in result.stderr
     stats = json.loads((clone / "reports/prepare/stats.json").read_text())
@@ -165,7 +158,7 @@ def test_predict_joins_repeated_columns_as_prepare_joins_the_fields(official, tm
 def test_a_bad_split_or_column_stops_prepare_with_one_line(official, tmp_path, data, message):
     clone = copy_clone(official["clone"], tmp_path / "ptft")
     _set_params(clone, data=data)
-    result = _run([sys.executable, "-m", "dvc", "repro", "prepare"], clone, _hub_env(official["cache"]), check=False)
+    result = run([sys.executable, "-m", "dvc", "repro", "prepare"], clone, _hub_env(official["cache"]), check=False)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("prepare: error:")]
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]

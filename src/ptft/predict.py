@@ -21,7 +21,6 @@ if TYPE_CHECKING:  # transformers takes seconds to import; `ptft --help` should 
 TABLE_READERS = {".csv": pd.read_csv, ".jsonl": lambda path: pd.read_json(path, lines=True),
                  ".parquet": pd.read_parquet}
 CHUNK = 512  # texts per progress update
-MULTI_LABEL = "multi_label_classification"  # config.problem_type of a multi-label model
 
 
 class PredictError(UserError):
@@ -157,6 +156,8 @@ def write_predictions(model_dir: str, source: str, output: str, column: str | li
     if output != "-" and not Path(output).absolute().parent.is_dir():
         raise PredictError(f"--output '{output}': the directory {Path(output).parent} does not exist; create it first")
     ids, texts = read_records(source, column, id_column)
+    from ptft.pipeline.evaluation import MULTI_LABEL  # imports transformers: only once the input has been read
+
     present = [i for i, text in enumerate(texts) if text.strip()]
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     empty = {"labels" if config.get("problem_type") == MULTI_LABEL else "label": None, "error": "empty text"}
