@@ -94,3 +94,14 @@ def test_keyword_rule() -> None:
     assert _tags("tech", "Let us go, tell us, give us.") == ["tech"]
     assert _tags("sports", "Film, films and a movie.") == ["film", "sports"]
     assert _tags("sports", "A film and a movie.") == ["sports"]
+
+
+def test_an_unwritable_path_is_one_line_not_a_traceback(tmp_path, capsys):
+    from ptft.cli import main
+
+    (tmp_path / "file").write_text("x")
+    assert main(["example-data", str(tmp_path / "file" / "tags.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ptft: error: cannot write {tmp_path / 'file' / 'tags.csv'}: ")
+    assert len(err.splitlines()) == 1
+    assert "choose a writable path" in err

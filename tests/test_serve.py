@@ -202,3 +202,11 @@ def test_sigterm_lets_the_requests_in_flight_finish(model_dir):
         log = server.stop()
         assert [call.result()[0] for call in calls] == [200] * len(calls)
         assert "Application shutdown complete" in log
+
+
+def test_a_port_out_of_range_is_refused_before_the_model_loads(capsys):
+    from ptft.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--port", "70000"])
+    assert "--port: must be a port number from 1 to 65535, got '70000'" in capsys.readouterr().err

@@ -18,6 +18,12 @@ def _positive(value: str) -> int:
     return int(value)
 
 
+def _port(value: str) -> int:
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {value!r}")
+    return int(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ptft", description="ptft: pre-train and fine-tune text classifiers on DVC")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -54,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                            "models/finetuned)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for "
                                                           "every interface)")
-    serve.add_argument("--port", type=_positive, default=8000, help="port (default: 8000)")
+    serve.add_argument("--port", type=_port, default=8000, help="port (default: 8000)")
     serve.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda or cuda:N")
     serve.add_argument("--max-batch", type=_positive, default=32, help="texts per forward pass (default: 32)")
     serve.add_argument("--batch-window-ms", type=float, default=5.0,
@@ -92,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "example-data":
             from ptft.example_data import write_tagged_csv
 
-            print(json.dumps(write_tagged_csv(Path(args.path), args.limit), indent=2))
+            try:
+                print(json.dumps(write_tagged_csv(Path(args.path), args.limit), indent=2))
+            except OSError as err:  # a directory that is not writable, a full disk
+                raise UserError(f"cannot write {args.path}: {err.strerror or err}; choose a writable path") from err
         elif args.command == "predict":
             from ptft.predict import write_predictions  # imports transformers: only when predicting
 
