@@ -4,8 +4,7 @@
 from pathlib import Path
 
 from ptft.pipeline.data import is_multi_label, read_labels, read_split
-from ptft.pipeline.evaluation import predict_proba
-from ptft.pipeline.metrics import choose_threshold, multilabel_indicator
+from ptft.pipeline.evaluation import validation_threshold
 from ptft.pipeline.modeling import classifier, freeze_parameters
 from ptft.pipeline.multilabel_pipeline import CUSTOM_PIPELINES, SOURCE
 from ptft.pipeline.params import finetune_seed
@@ -35,10 +34,8 @@ with run_stage("finetune", seed=finetune_seed) as run:
         result["frozen_parameters"] = frozen
         result["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         if multi_label:  # the decision threshold is chosen on validation (never on test) and kept in the config
-            probs = predict_proba(model, tokenizer, list(validation["text"]), finetune["batch_size"],
-                                  finetune["max_length"])
-            result["threshold"] = model.config.threshold = choose_threshold(
-                multilabel_indicator(validation["label"], labels), probs)
+            result["threshold"] = model.config.threshold = validation_threshold(
+                model, tokenizer, validation, labels, finetune["batch_size"], finetune["max_length"])
             model.config.custom_pipelines = CUSTOM_PIPELINES
         for key, value in result.items():
             live.log_metric(key, value, plot=False)

@@ -11,7 +11,7 @@ import yaml
 from ptft.pipeline.data import SPLITS, near_duplicates
 from tests.conftest import copy_clone, dvc
 
-STAGES = ["prepare", "prepare_corpus", "pretrain", "finetune", "evaluate", "test"]
+STAGES = ["prepare", "prepare_corpus", "pretrain", "finetune", "evaluate", "test", "export"]
 
 
 def load(path):
@@ -34,6 +34,31 @@ def test_every_stage_ran_and_every_declared_output_exists(smoke_run):
         assert (clone / "models/finetuned" / name).is_file()
     assert not list((clone / "models").glob("*/*.bin")), "weights must be safetensors"
     assert "text-classification" in (clone / "models/finetuned/README.md").read_text()
+
+
+def test_export_is_verified_self_contained_and_traced_to_the_finetuned_model(smoke_run, tmp_path):
+    import shutil
+
+    from ptft.pipeline.export import OnnxClassifier
+    from ptft.predict import load_classifier
+
+    clone, _ = smoke_run
+    metrics = load(clone / "reports/export/metrics.json")
+    validation = pd.read_parquet(clone / "data/prepared/validation.parquet")
+    assert metrics["documents"] == len(validation)
+    assert metrics["onnx"]["same_prediction"] == 1.0 and metrics["onnx"]["max_probability_diff"] <= 1e-4
+    assert metrics["onnx"]["accuracy"] == metrics["pytorch"]["accuracy"]
+    assert 0 < metrics["int8"]["size_mb"] < metrics["onnx"]["size_mb"]
+    lock = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
+    finetuned = next(out["md5"] for out in lock["finetune"]["outs"] if out["path"] == "models/finetuned")
+    assert load(clone / "models/exported/lineage.json")["deps"]["models/finetuned"] == finetuned
+    artifacts = yaml.safe_load((clone / "dvc.yaml").read_text())["artifacts"]
+    assert artifacts["exported"]["path"] == "models/exported" and artifacts["exported"]["type"] == "model"
+    # Self-contained: moved elsewhere, it labels texts as the PyTorch model does.
+    moved = shutil.copytree(clone / "models/exported", tmp_path / "exported")
+    texts = list(validation["text"][:20])
+    expected = load_classifier(str(clone / "models/finetuned"), "cpu").predict_proba(texts, 8)
+    assert abs(OnnxClassifier(moved).predict_proba(texts, 8) - expected).max() <= 1e-4
 
 
 def test_prepare_stats_and_splits(smoke_run):

@@ -147,3 +147,21 @@ def test_an_output_in_a_missing_directory_is_a_clear_error_before_any_work(model
     assert main(["predict", str(tmp_path / "texts.txt"), "--model", str(model_dir), "--output", str(out)]) == 2
     assert f"--output '{out}': the directory {out.parent} does not exist; create it first" in capsys.readouterr().err
     assert not out.parent.exists()
+
+
+def test_the_onnx_export_predicts_as_the_pytorch_model(smoke_run, tmp_path, capsys):
+    exported = smoke_run[0] / "models/exported"
+    (tmp_path / "texts.txt").write_text("\n".join(TEXTS) + "\n\n")
+    results = {}
+    for model in (smoke_run[0] / "models/finetuned", exported, exported / "model.int8.onnx"):
+        assert main(["predict", str(tmp_path / "texts.txt"), "--model", str(model)]) == 0
+        results[model.name] = _records(capsys.readouterr().out)
+    torch_, onnx_ = results["finetuned"], results["exported"]
+    assert [r["label"] for r in onnx_] == [r["label"] for r in torch_] and onnx_[-1]["error"] == "empty text"
+    for a, b in zip(onnx_[:-1], torch_[:-1], strict=True):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-4)
+    assert len(results["model.int8.onnx"]) == len(TEXTS) + 1
+    assert main(["predict", str(tmp_path / "texts.txt"), "--model", str(exported), "--device", "cuda"]) == 2
+    assert "is an ONNX export, which ptft runs on the CPU" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "texts.txt"), "--model", str(exported / "model.fp16.onnx")]) == 2
+    assert "does not exist; `dvc repro export` writes" in capsys.readouterr().err

@@ -44,7 +44,7 @@ def test_forced_rerun_leaves_dvc_lock_and_reports_untouched(smoke_run, tmp_path)
     clone = committed_copy(smoke_run, tmp_path / "ptft")
     output = dvc("repro", "-f", cwd=clone).stdout  # the comparison too: its cells must be bit-exact as well
     assert all(f"Running stage '{s}'" in output for s in ("prepare", "pretrain", "finetune", "evaluate", "test",
-                                                          "compare_scratch@25", "compare_report"))
+                                                          "export", "compare_scratch@25", "compare_report"))
     run(["git", "diff", "--exit-code", "dvc.lock"], clone)
     assert git("status", "--porcelain", cwd=clone) == ""  # reports/ is tracked by git: unchanged too
 
@@ -92,7 +92,8 @@ def test_the_rebuild_command_after_an_upstream_only_change_rebuilds_every_artifa
 
 
 @pytest.mark.parametrize(("artifact", "stage"), [("data/prepared", "prepare"), ("data/corpus", "prepare_corpus"),
-                                                 ("models/pretrained", "pretrain"), ("models/finetuned", "finetune")])
+                                                 ("models/pretrained", "pretrain"), ("models/finetuned", "finetune"),
+                                                 ("models/exported", "export")])
 def test_lineage_agrees_with_dvc_lock(smoke_run, artifact, stage):
     clone = smoke_run[0]
     record = load(clone / artifact / "lineage.json")
@@ -109,7 +110,7 @@ def test_lineage_agrees_with_dvc_lock(smoke_run, artifact, stage):
         assert record["corpus"] == [{"source": "train", "file": "data/prepared/train.parquet"}]
     else:
         card = (clone / artifact / "README.md").read_text()
-        assert "| `eval_loss` |" in card or "| `validation_macro_f1` |" in card
+        assert any(f"| `{key}` |" in card for key in ("eval_loss", "validation_macro_f1", "onnx.max_probability_diff"))
     # Nothing of git, time, host or path: only what the output is a function of.
     head = git("rev-parse", "HEAD", cwd=clone).strip()
     for text in (json.dumps(record), "" if cards else (clone / artifact / "README.md").read_text()):

@@ -82,7 +82,8 @@ class Server:
         # The log goes to a file: a pipe nobody reads would fill up with access lines and block the server.
         self.log = tempfile.NamedTemporaryFile("w+", prefix="ptft-serve-", suffix=".log")  # noqa: SIM115
         self.process = subprocess.Popen([sys.executable, "-m", "ptft.cli", "serve", str(model), "--port", port, *args],
-                                        env=clone_env(model.parents[1]), stdout=self.log, stderr=subprocess.STDOUT)
+                                        env=clone_env(next(p for p in model.parents if p.name == "models").parent),
+                                        stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while True:
             try:
@@ -143,12 +144,34 @@ def test_predict_answers_as_ptft_predict_does(server, model_dir, tmp_path):
         assert served["probabilities"] == pytest.approx(predicted["probabilities"], abs=1e-5)
 
 
+def test_the_int8_export_is_served_through_onnx_runtime_as_ptft_predict_labels_it(smoke_run, tmp_path):
+    from ptft.predict import write_predictions
+
+    int8 = smoke_run[0] / "models/exported/model.int8.onnx"
+    (tmp_path / "texts.txt").write_text("\n".join(TEXTS) + "\n")
+    write_predictions(str(int8), str(tmp_path / "texts.txt"), str(tmp_path / "out.jsonl"), "text", 64, "auto")
+    expected = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    server = Server(int8)
+    try:
+        info = server.get("/model")
+        assert info["runtime"] == "onnxruntime" and info["file"] == "model.int8.onnx" and info["stage"] == "export"
+        assert info["model_dir"] == str(int8.parent) and "onnx" in info["metrics"]
+        status, answer, _ = server.post({"texts": TEXTS})
+        assert status == 200
+        for served, predicted in zip(answer["predictions"], expected, strict=True):
+            assert served["label"] == predicted["label"]
+            assert served["probabilities"] == pytest.approx(predicted["probabilities"], abs=1e-5)
+        assert server.post(b"{oops")[0] == 400 and server.post({"text": TEXTS[0]})[0] == 200
+    finally:
+        server.stop()
+
+
 def test_health_and_model_say_what_is_served(server, model_dir):
     assert server.get("/health")["status"] == "ok"
     info = server.get("/model")
     from ptft.pipeline.lineage import md5_path
 
-    assert info["md5"] == md5_path(model_dir) and info["stage"] == "finetune"
+    assert info["md5"] == md5_path(model_dir) and info["stage"] == "finetune" and info["runtime"] == "pytorch"
     assert info["params"]["finetune"]["init"] == "pretrained" and "validation_macro_f1" in info["metrics"]
     assert info["labels"] == sorted(info["labels"]) and len(info["labels"]) == 5
 

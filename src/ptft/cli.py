@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("input", nargs="?", default="-", help="a .txt file (one text per line), a .csv/.jsonl/"
                                                                ".parquet file (see --column), or - for stdin "
                                                                "(default); one output record per input record")
-    predict.add_argument("--model", default="models/finetuned", help="model directory (default: models/finetuned)")
+    predict.add_argument("--model", default="models/finetuned", help="model directory (default: models/finetuned), "
+                         "an exported one (models/exported: ONNX Runtime) or its model.int8.onnx")
     predict.add_argument("--column", action="append", help="the text column of a table input (default: text); "
                          "repeat it for several fields, in data.text_column's order, to join them as prepare does")
     predict.add_argument("--id-column", help="a table input's column that identifies each record (default: the row "
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="serve a fine-tuned model over HTTP (POST /predict, GET /health, "
                                               "GET /model), batching concurrent requests into one forward pass")
     serve.add_argument("model", nargs="?", default="models/finetuned", help="model directory (default: "
-                                                                           "models/finetuned)")
+                       "models/finetuned), an exported one (models/exported: ONNX Runtime) or its model.int8.onnx")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for "
                                                           "every interface)")
     serve.add_argument("--port", type=_port, default=8000, help="port (default: 8000)")

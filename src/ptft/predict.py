@@ -9,11 +9,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import pandas as pd
 
 from ptft.pipeline.params import UserError
+
+ONNX_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"  # as the export stage writes them (ptft.pipeline.export)
 
 if TYPE_CHECKING:  # transformers takes seconds to import; `ptft --help` should not wait for it
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -81,46 +84,90 @@ def _lines(text: str) -> tuple[list[int], list[str]]:
     return list(range(1, len(lines) + 1)), [line.removesuffix("\r") for line in lines]
 
 
-def check_model_dir(model_dir: str) -> Path:
-    """``model_dir`` if it holds a config and safetensors weights; a pickle-only checkpoint is refused unread."""
-    path = Path(model_dir)
-    if not (path / "config.json").is_file():
-        raise PredictError(f"--model '{model_dir}' is not a model directory (no config.json); "
-                           "use models/finetuned after `dvc repro finetune`")
+def check_model_dir(model: str) -> Path:
+    """``model`` as a path ptft can load, before anything slow: a model directory (config.json and safetensors
+    weights: PyTorch), an exported one (config.json and model.onnx: ONNX Runtime), or one of its ``.onnx`` files.
+    A pickle-only checkpoint is refused unread."""
+    path = Path(model)
+    directory = path.parent if path.suffix == ".onnx" else path
+    if path.suffix == ".onnx" and not path.is_file():
+        raise PredictError(f"--model '{model}' does not exist; `dvc repro export` writes models/exported/"
+                           f"{ONNX_FILE} and {INT8_FILE}")
+    if not (directory / "config.json").is_file():
+        raise PredictError(f"--model '{model}' is not a model directory (no config.json); use models/finetuned "
+                           "after `dvc repro finetune`, or models/exported after `dvc repro export`")
+    if path.suffix == ".onnx" or is_exported(path):
+        return path
     from ptft.pipeline.modeling import unsafe_weights  # imports transformers: only once the input checks have passed
 
     problem = unsafe_weights(path)
     if problem:
-        raise PredictError(f"--model '{model_dir}' {problem}")
+        raise PredictError(f"--model '{model}' {problem}")
     return path
 
 
-def load_classifier(model_dir: str, device: str = "auto") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The model and tokenizer in ``model_dir``, from safetensors only (a pickle is never loaded)."""
+def is_exported(path: Path) -> bool:
+    """Whether ``path`` is an exported directory (ONNX, no PyTorch weights) rather than a PyTorch one."""
+    return (path / ONNX_FILE).is_file() and not any(path.glob("*.safetensors"))
+
+
+class Classifier(Protocol):
+    """What prediction needs of a model, whichever runtime runs it."""
+
+    labels: list[str]
+    multi_label: bool
+    threshold: float
+
+    def predict_proba(self, texts: list[str], batch_size: int) -> np.ndarray: ...
+
+
+class TorchClassifier:
+    """A fine-tuned model directory run with PyTorch."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase):
+        from ptft.pipeline.evaluation import decision_threshold, is_multi_label_model
+
+        self.model, self.tokenizer = model, tokenizer
+        self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        self.multi_label, self.threshold = is_multi_label_model(model), decision_threshold(model)
+
+    def predict_proba(self, texts: list[str], batch_size: int) -> np.ndarray:
+        from ptft.pipeline.evaluation import predict_proba
+
+        return predict_proba(self.model, self.tokenizer, texts, batch_size)
+
+
+def load_classifier(model_dir: str, device: str = "auto", threads: int | None = None) -> Classifier:
+    """The classifier at ``model_dir`` (see :func:`check_model_dir`): a PyTorch model from safetensors only (a
+    pickle is never loaded) on ``device``, or an ONNX export run by ONNX Runtime on the CPU with ``threads``."""
+    path = check_model_dir(model_dir)
+    if path.suffix == ".onnx" or is_exported(path):
+        if device not in ("auto", "cpu"):
+            raise PredictError(f"--model '{model_dir}' is an ONNX export, which ptft runs on the CPU with ONNX "
+                               "Runtime; drop --device, or use models/finetuned on the GPU")
+        from ptft.pipeline.export import OnnxClassifier
+
+        return OnnxClassifier(path.parent, path.name, threads) if path.suffix == ".onnx" else \
+            OnnxClassifier(path, ONNX_FILE, threads)
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    path = check_model_dir(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.to(device), tokenizer
+    return TorchClassifier(model.to(device), tokenizer)
 
 
-def records_for(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
-                batch_size: int) -> list[dict[str, Any]]:
+def records_for(classifier: Classifier, texts: list[str], batch_size: int) -> list[dict[str, Any]]:
     """One record per text, in order: the label and its probability, or for a multi-label model the labels at
     or above its threshold (with their probabilities, most probable first); and every label's probability."""
-    from ptft.pipeline.evaluation import decision_threshold, is_multi_label_model, predict_proba
-
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    multi_label, threshold = is_multi_label_model(model), decision_threshold(model)
-    records = []
-    for row in predict_proba(model, tokenizer, texts, batch_size):
+    labels, records = classifier.labels, []
+    for row in classifier.predict_proba(texts, batch_size):
         every = {label: round(float(p), 6) for label, p in zip(labels, row)}
-        if multi_label:
-            chosen = sorted((label for label, p in zip(labels, row) if p >= threshold), key=lambda x: -every[x])
+        if classifier.multi_label:
+            chosen = sorted((label for label, p in zip(labels, row) if p >= classifier.threshold),
+                            key=lambda x: -every[x])
             records.append({"labels": {label: every[label] for label in chosen}, "probabilities": every})
         else:
             best = int(row.argmax())
@@ -131,10 +178,10 @@ def records_for(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, text
 def predictions(model_dir: str, texts: list[str], batch_size: int, device: str = "auto",
                 progress: IO[str] | None = None) -> Iterator[dict]:
     """:func:`records_for` of every text, a chunk at a time, with progress lines for large inputs."""
-    model, tokenizer = load_classifier(model_dir, device)
+    classifier = load_classifier(model_dir, device)
     started = time.monotonic()
     for start in range(0, len(texts), CHUNK):
-        yield from records_for(model, tokenizer, texts[start : start + CHUNK], batch_size)
+        yield from records_for(classifier, texts[start : start + CHUNK], batch_size)
         if progress is not None and len(texts) > CHUNK:
             done, elapsed = min(start + CHUNK, len(texts)), time.monotonic() - started
             eta = elapsed / done * (len(texts) - done)
@@ -159,7 +206,8 @@ def write_predictions(model_dir: str, source: str, output: str, column: str | li
     from ptft.pipeline.evaluation import MULTI_LABEL  # imports transformers: only once the input has been read
 
     present = [i for i, text in enumerate(texts) if text.strip()]
-    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    config_dir = path.parent if path.suffix == ".onnx" else path
+    config = json.loads((config_dir / "config.json").read_text(encoding="utf-8"))
     empty = {"labels" if config.get("problem_type") == MULTI_LABEL else "label": None, "error": "empty text"}
     found = predictions(model_dir, [texts[i] for i in present], batch_size, device, progress=sys.stderr)
     records = ({"id": _plain(id_), **(next(found) if text.strip() else empty)} for id_, text in zip(ids, texts))

@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from ptft.predict import check_model_dir, load_classifier, records_for
+from ptft.predict import ONNX_FILE, check_model_dir, is_exported, load_classifier, records_for
 
 
 @dataclass(frozen=True)
@@ -151,25 +151,30 @@ def parse_request(body: bytes, limits: Limits) -> tuple[list[str], bool]:
     return texts, single
 
 
-def model_info(model_dir: Path) -> dict[str, Any]:
-    """What is served: the directory, its lineage (artifact, stage, params, metrics) and the label names."""
+def model_info(path: Path) -> dict[str, Any]:
+    """What is served: the directory (and ONNX file), the runtime, the directory's lineage (artifact, stage, params,
+    metrics) and the label names."""
+    model_dir = path.parent if path.suffix == ".onnx" else path
+    onnx_file = path.name if path.suffix == ".onnx" else ONNX_FILE if is_exported(path) else None
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     lineage_file = model_dir / "lineage.json"
     lineage = json.loads(lineage_file.read_text(encoding="utf-8")) if lineage_file.is_file() else {}
     from ptft.pipeline.lineage import md5_path
 
     return {"model_dir": str(model_dir), "md5": md5_path(model_dir),
+            **({"runtime": "onnxruntime", "file": onnx_file} if onnx_file else {"runtime": "pytorch"}),
             "labels": [config["id2label"][str(i)] for i in range(len(config["id2label"]))],
             "problem_type": config.get("problem_type"), "threshold": config.get("threshold"),
             **{key: lineage[key] for key in ("artifact", "stage", "params", "metrics", "init") if key in lineage}}
 
 
 def create_app(model_dir: str, limits: Limits = Limits(), device: str = "auto") -> FastAPI:
-    """The FastAPI application serving the classifier in ``model_dir`` (PyTorch, safetensors only)."""
+    """The FastAPI application serving the classifier at ``model_dir``: a PyTorch model directory (safetensors
+    only), an exported one (``model.onnx``, run by ONNX Runtime) or one of its ``.onnx`` files (``model.int8.onnx``)."""
     path = check_model_dir(model_dir)
-    model, tokenizer = load_classifier(model_dir, device)
+    classifier = load_classifier(model_dir, device)
     info = model_info(path)
-    batcher = Batcher(lambda texts: records_for(model, tokenizer, texts, limits.max_batch), limits)
+    batcher = Batcher(lambda texts: records_for(classifier, texts, limits.max_batch), limits)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -37,7 +37,7 @@ def write_text(path: str | Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     except BaseException:  # a full disk: leave no partial scratch file behind
         tmp.unlink(missing_ok=True)
         raise

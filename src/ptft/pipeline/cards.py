@@ -26,9 +26,10 @@ def _source(lineage: dict[str, Any]) -> str:
             "`lineage.json` holds the params, input hashes and environment in machine-readable form.")
 
 
-def model_card(title: str, summary: str, pipeline_tag: str, usage: str, lineage: dict[str, Any]) -> str:
+def model_card(title: str, summary: str, pipeline_tag: str, usage: str, lineage: dict[str, Any],
+               library_name: str = "transformers") -> str:
     """A model card: front matter for the Hub, what the model is, how to use it, and where it came from."""
-    front = yaml.safe_dump({"library_name": "transformers", "pipeline_tag": pipeline_tag, "tags": ["ptft"]},
+    front = yaml.safe_dump({"library_name": library_name, "pipeline_tag": pipeline_tag, "tags": ["ptft"]},
                            sort_keys=False)
     return (
         f"---\n{front}---\n\n# {title}\n\n{summary}\n\n"

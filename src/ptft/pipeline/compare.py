@@ -25,7 +25,7 @@ import pandas as pd
 from ptft.pipeline.artifacts import write_json
 from ptft.pipeline.baselines import fit_tfidf
 from ptft.pipeline.data import is_multi_label, read_labels, read_split
-from ptft.pipeline.metrics import choose_threshold, classification_metrics, multilabel_indicator, multilabel_metrics
+from ptft.pipeline.metrics import classification_metrics, multilabel_indicator, multilabel_metrics
 from ptft.pipeline.params import ParamsError
 from ptft.pipeline.pretraining_text import text_sample
 from ptft.pipeline.splits import stratified_subset
@@ -136,7 +136,7 @@ def _finetune(settings: dict[str, Any], params: dict[str, Any], train: pd.DataFr
     # Imported here: transformers takes seconds to import, which TF-IDF cells and the report skip.
     from transformers import set_seed
 
-    from ptft.pipeline.evaluation import predict_proba
+    from ptft.pipeline.evaluation import predict_proba, validation_threshold
     from ptft.pipeline.modeling import classifier, freeze_parameters
     from ptft.pipeline.training import encode_labelled, finetune_classifier
 
@@ -155,7 +155,8 @@ def _finetune(settings: dict[str, Any], params: dict[str, Any], train: pd.DataFr
     if not multi_label:
         return probs(test).argmax(-1), scores
     # As finetune does: the decision threshold is chosen on validation, then applied to test.
-    scores["threshold"] = choose_threshold(multilabel_indicator(validation["label"], labels), probs(validation))
+    scores["threshold"] = validation_threshold(model, tokenizer, validation, labels, params["evaluate"]["batch_size"],
+                                               settings["max_length"])
     return (probs(test) >= scores["threshold"]).astype(int), scores
 
 

@@ -59,14 +59,14 @@ class LoadReport:
 
 def _rows(positions: Sequence[int], files: Sequence[str] = ()) -> str:
     names = [files[i] if files else str(i + 1) for i in positions]
-    return ("file" if files else "row") + ("s " if len(names) > 1 else " ") + _listed(names)
+    return ("file" if files else "row") + ("s " if len(names) > 1 else " ") + listed(names)
 
 
-def _count(n: int, noun: str) -> str:
+def counted(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _listed(items: Sequence[str]) -> str:
+def listed(items: Sequence[str]) -> str:
     shown = ", ".join(items[:SHOWN])
     return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
 
@@ -139,8 +139,8 @@ def read_text_folder(root: Traversable, report: LoadReport | None = None) -> pd.
         raise DataError(f"data.source: no <label>/*.txt files found under {root}. {_supported()}")
     if report.undecodable:
         # Named by data.source, not by path: an installed package's path differs between machines.
-        report.warnings.append(f"{report.source}: {_count(len(report.undecodable), 'file')} not UTF-8, read as cp1252 "
-                               f"(Windows): {_listed(report.undecodable)}; re-save as UTF-8 to be sure")
+        report.warnings.append(f"{report.source}: {counted(len(report.undecodable), 'file')} not UTF-8, read as cp1252 "
+                               f"(Windows): {listed(report.undecodable)}; re-save as UTF-8 to be sure")
     return pd.DataFrame(rows, columns=["text", "label"], dtype=str)
 
 
@@ -308,7 +308,6 @@ def _from_dataset(ds: datasets.Dataset, columns: Columns, origin: str) -> pd.Dat
     fields = [ds[field] for field in columns.text_fields]
     texts = [join_fields(values) for values in zip(*fields)]
     frame = pd.DataFrame({"text": texts, "label": _labels(ds, columns, origin)})
-    frame["text"] = frame["text"].astype(str)
     if columns.split:
         frame["split"] = ["" if name is None else str(name) for name in ds[columns.split]]
     return frame
@@ -378,7 +377,7 @@ def clean(df: pd.DataFrame, report: LoadReport | None = None) -> tuple[pd.DataFr
     keep = df["text"] != ""
     dropped = [int(i) for i in df.index[~keep]]
     if report is not None and dropped:
-        report.warnings.append(f"dropped {_count(len(dropped), 'empty or whitespace-only text')}: "
+        report.warnings.append(f"dropped {counted(len(dropped), 'empty or whitespace-only text')}: "
                                f"{report.rows(dropped)}")
     return df[keep].reset_index(drop=True), len(dropped)
 
@@ -392,7 +391,7 @@ def drop_unlabelled(df: pd.DataFrame, report: LoadReport | None = None) -> tuple
     missing = df["label"].isna()
     dropped = [int(i) for i in df.index[missing]]
     if report is not None and dropped:
-        report.warnings.append(f"dropped {_count(len(dropped), 'row')} without a label (null, empty or -1), which "
+        report.warnings.append(f"dropped {counted(len(dropped), 'row')} without a label (null, empty or -1), which "
                                f"no labelled split uses: {report.rows(dropped)}. To pre-train on their text, name "
                                "the source in pretrain.corpus")
     return df[~missing], len(dropped)

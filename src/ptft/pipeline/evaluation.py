@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from transformers import (
 
 from ptft.pipeline.artifacts import write_json
 from ptft.pipeline.metrics import (
+    choose_threshold,
     classification_metrics,
     confusion,
     multilabel_indicator,
@@ -48,21 +50,40 @@ def predict_proba(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, te
 
     A single-label model's rows sum to one (softmax); a multi-label model's columns are independent
     probabilities (sigmoid), see :func:`is_multi_label_model`.
+    """
+    model.eval()
+
+    def logits(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(**{key: value.to(model.device) for key, value in batch.items()}).logits.float().cpu()
+
+    return batched_probabilities(logits, tokenizer, texts, batch_size, model.config.num_labels,
+                                 is_multi_label_model(model), max_length)
+
+
+def validation_threshold(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, validation: pd.DataFrame,
+                         labels: list[str], batch_size: int, max_length: int | None = None) -> float:
+    """A multi-label model's decision threshold, chosen on the validation split (never on test): the one with the
+    best micro-F1 (:func:`~ptft.pipeline.metrics.choose_threshold`)."""
+    probs = predict_proba(model, tokenizer, list(validation["text"]), batch_size, max_length)
+    return choose_threshold(multilabel_indicator(validation["label"], labels), probs)
+
+
+def batched_probabilities(logits: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+                          tokenizer: PreTrainedTokenizerBase, texts: list[str], batch_size: int, num_labels: int,
+                          multi_label: bool, max_length: int | None = None) -> np.ndarray:
+    """The probabilities of ``texts`` from a model's ``logits`` function (PyTorch or ONNX Runtime), a batch at a time.
 
     Batches are formed longest first and padded to their own longest text, so few positions are
     padding; the rows come back in the order of ``texts``.
     """
-    model.eval()
     encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
-    probs = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
-    multi_label = is_multi_label_model(model)
+    probs = np.zeros((len(texts), num_labels), dtype=np.float32)
     for start in range(0, len(texts), batch_size):
         rows = order[start : start + batch_size]
         batch = tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt")
-        batch = {key: value.to(model.device) for key, value in batch.items()}
-        logits = model(**batch).logits.float()
-        probs[rows] = (torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)).cpu().numpy()
+        scores = logits(dict(batch))
+        probs[rows] = (torch.sigmoid(scores) if multi_label else torch.softmax(scores, dim=-1)).numpy()
     return probs
 
 

@@ -22,6 +22,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from ptft.pipeline.evaluation import MULTI_LABEL
 from ptft.pipeline.hub import HubError, model_snapshot
 from ptft.pipeline.params import ParamsError
 
@@ -210,7 +211,7 @@ def classifier(
         "label2id": {label: i for i, label in enumerate(labels)},
     }
     if multi_label:  # a single-label model gets its problem type from its first labelled batch
-        label_maps["problem_type"] = "multi_label_classification"
+        label_maps["problem_type"] = MULTI_LABEL
     if source == "scratch":
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         config = build_config(model_params, tokenizer)

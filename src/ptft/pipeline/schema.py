@@ -232,6 +232,13 @@ class Evaluate(Block):
     batch_size: Positive
 
 
+class Export(Block):
+    opset: Annotated[int, Field(ge=18)]  # torch.onnx's exporter writes opset 18 and up
+    quantize: bool
+    max_probability_diff: PositiveFloat
+    int8_max_accuracy_drop: Annotated[float, Field(ge=0, le=100)]
+
+
 class Compare(Block):
     budgets: Annotated[list[Budget], Field(min_length=1)]
     minilm_budgets: list[Budget]
@@ -280,6 +287,7 @@ class Params(Block):
     corpus: Corpus
     finetune: Finetune
     evaluate: Evaluate
+    export: Export
     compare: Compare
 
     @model_validator(mode="after")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ptft.pipeline.data import SPLITS, DataError, _count, _listed, is_multi_label, label_counts, near_duplicates
+from ptft.pipeline.data import SPLITS, DataError, counted, is_multi_label, label_counts, listed, near_duplicates
 
 # Held-out splits first: a text in two splits is kept where it matters most, and the test split is never altered.
 PRIORITY = {"test": 0, "validation": 1, "train": 2}
@@ -117,8 +117,6 @@ def _class_quotas(counts: pd.Series, n: int) -> pd.Series:
     return quota
 
 
-
-
 def assign_splits(df: pd.DataFrame, names: dict[str, str | None], origin: str,
                   split_column: str | None) -> tuple[pd.DataFrame, dict[str, int]]:
     """Map the source's split names (``df["split"]``) to train/validation/test as ``data.splits`` names them.
@@ -135,12 +133,12 @@ def assign_splits(df: pd.DataFrame, names: dict[str, str | None], origin: str,
     missing = [f"data.splits.{role} '{name}'" for name, role in roles.items() if name not in found]
     if missing:
         what = f"data.split_column '{split_column}' values" if split_column else "splits"
-        raise DataError(f"{', '.join(missing)} not found in {origin}, whose {what} are {_listed(sorted(found))}; "
+        raise DataError(f"{', '.join(missing)} not found in {origin}, whose {what} are {listed(sorted(found))}; "
                         "set data.splits in params.yaml (validation: null carves validation from train)")
     unused = {name: count for name, count in found.items() if name not in roles}
     if split_column and unused:
-        listed = _listed([f"'{name}' ({_count(count, 'row')})" for name, count in sorted(unused.items())])
-        raise DataError(f"{origin}: the split column holds {listed}, which data.splits does not name "
+        names = listed([f"'{name}' ({counted(count, 'row')})" for name, count in sorted(unused.items())])
+        raise DataError(f"{origin}: the split column holds {names}, which data.splits does not name "
                         f"({', '.join(f'{r}: {n}' for n, r in roles.items())}); map them in data.splits or fix "
                         "the column")
     kept = df[df["split"].isin(list(roles))]
@@ -202,6 +200,6 @@ def check_held_out_labels(splits: dict[str, pd.DataFrame], origin: str) -> None:
         counts = label_counts(splits[role])
         unknown = counts[~counts.index.isin(known)]
         if not unknown.empty:
-            listed = _listed([f"'{label}' ({_count(int(n), 'row')})" for label, n in unknown.items()])
-            raise DataError(f"{origin}: the {role} split has labels the train split lacks: {listed}. A classifier "
+            names = listed([f"'{label}' ({counted(int(n), 'row')})" for label, n in unknown.items()])
+            raise DataError(f"{origin}: the {role} split has labels the train split lacks: {names}. A classifier "
                             f"cannot learn them; drop those rows from {role} or add train examples of them")
