@@ -23,16 +23,19 @@ def test_benchmark_quick_run_writes_its_tables(smoke_run, tmp_path):
     assert "| ptft pretrain path" in (tmp_path / "throughput.md").read_text()
 
 
-def test_serve_benchmark_quick_run_loads_the_server_in_every_mode(smoke_run, tmp_path):
+def test_serve_benchmark_quick_run_loads_every_runtime_in_every_mode(smoke_run, tmp_path):
     clone = smoke_run[0]
-    run([sys.executable, "benchmarks/serve.py", "--quick", "--model", "models/finetuned", "--out", str(tmp_path)],
-        clone)
+    run([sys.executable, "benchmarks/serve.py", "--quick", "--out", str(tmp_path)], clone)
     result = json.loads((tmp_path / "serve.json").read_text())
-    assert set(result["modes"]) == {"batched", "batched, no window", "unbatched"}
-    for rows in result["modes"].values():
-        assert [row["clients"] for row in rows] == [1, 4]
-        assert all(row["errors"] == 0 and row["texts_per_second"] > 0 and row["p99_ms"] >= row["p50_ms"] > 0
-                   for row in rows)
-    unbatched = result["modes"]["unbatched"]
-    assert all(row["forward_passes"] == row["requests"] for row in unbatched)  # one pass per request
-    assert "| batched | 4 |" in (tmp_path / "serve.md").read_text()
+    assert set(result["runs"]) == {"pytorch", "onnx", "int8"}
+    for modes in result["runs"].values():
+        assert set(modes) == {"batched", "batched, no window", "unbatched"}
+        for rows in modes.values():
+            assert [row["clients"] for row in rows] == [1, 4]
+            assert all(row["errors"] == 0 and row["texts_per_second"] > 0 and row["p99_ms"] >= row["p50_ms"] > 0
+                       for row in rows)
+        assert all(row["forward_passes"] == row["requests"] for row in modes["unbatched"])  # one pass per request
+    assert all(latency["p95_ms"] >= latency["p50_ms"] > 0 for latency in result["model_latency"].values())
+    assert set(result["int8_single_text_speedup"]) == {"in_process", "endpoint"}
+    table = (tmp_path / "serve.md").read_text()
+    assert "| int8 | batched | 4 |" in table and "| pytorch | " in table and "int8 ONNX against PyTorch" in table

@@ -226,5 +226,5 @@ def _check(metrics: dict[str, Any], settings: dict[str, Any]) -> None:
 
 
 def _mb(size: int) -> float:
-    return round(size / 2**20, 3)
+    return round(size / 1e6, 3)
 
