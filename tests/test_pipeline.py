@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pandas as pd
 import pytest
@@ -59,6 +60,18 @@ def test_export_is_verified_self_contained_and_traced_to_the_finetuned_model(smo
     texts = list(validation["text"][:20])
     expected = load_classifier(str(clone / "models/finetuned"), "cpu").predict_proba(texts, 8)
     assert abs(OnnxClassifier(moved).predict_proba(texts, 8) - expected).max() <= 1e-4
+
+
+def test_an_export_that_breaks_parity_fails_the_stage_with_one_line_and_leaves_no_export(smoke_run, tmp_path):
+    from tests.conftest import run
+
+    clone = copy_clone(smoke_run[0], tmp_path / "ptft", {"export": {"max_probability_diff": 1e-12}})
+    result = run([sys.executable, "-m", "dvc", "repro", "export"], clone, check=False)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("export: error:")]
+    assert len(errors) == 1 and "the ONNX export departs from the PyTorch model on validation" in errors[0]
+    assert "export.max_probability_diff: 1e-12" in errors[0] and "Traceback" not in result.stderr
+    assert not (clone / "models/exported").exists() and not list(clone.glob("models/.*.tmp"))
 
 
 def test_prepare_stats_and_splits(smoke_run):

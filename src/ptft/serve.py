@@ -98,25 +98,27 @@ class Batcher:
                         jobs.append(await asyncio.wait_for(self.queue.get(), deadline - loop.time()))
                     except TimeoutError:
                         break
+            taken, jobs = jobs, [job for job in jobs if not job.done.cancelled()]  # a client that went away
             texts = [text for job in jobs for text in job.texts]
             records: list[dict[str, Any]] = []
             error = None
             try:
-                records = await loop.run_in_executor(None, self.predict, texts)
+                if texts:
+                    records = await loop.run_in_executor(None, self.predict, texts)
+                    self.stats["batches"] += 1
             except Exception as err:  # noqa: BLE001 - the clients hear of it; the server keeps serving
                 error = RequestError(500, f"prediction failed: {err}")
             start = 0
             for job in jobs:
                 answer = records[start : start + len(job.texts)]
                 start += len(job.texts)
-                if job.done.cancelled():  # its client went away while it waited: nobody to answer
+                if job.done.cancelled():  # its client went away during the forward pass
                     continue
                 if error is None:
                     job.done.set_result(answer)
                 else:
                     job.done.set_exception(error)
-            self.stats["batches"] += 1
-            for _ in jobs:
+            for _ in taken:
                 self.queue.task_done()
 
 
