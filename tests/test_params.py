@@ -40,6 +40,64 @@ def test_every_config_merges_into_valid_params(config):
     assert problems(deep_merge(load_params(ROOT / "params.yaml"), read_yaml(ROOT / "configs" / config))) == []
 
 
+def _comments(node, prefix: str = "") -> dict[str, str | None]:
+    """Each dotted key of a round-trip params file with its end-of-line comment (None for none), except the keys
+    inside a flow mapping ({a: 1, b: 2}), which cannot carry one."""
+    found: dict[str, str | None] = {}
+    for key, value in node.items():
+        tokens = node.ca.items.get(key) or []
+        comment = next((t.value for t in tokens if t is not None and not isinstance(t, list)), None)
+        found[prefix + key] = " ".join(comment.split("\n")[0].lstrip("# ").split()) if comment else None
+        if isinstance(value, dict) and not value.fa.flow_style():
+            found.update(_comments(value, f"{prefix}{key}."))
+    return found
+
+
+def test_params_yaml_comments_are_the_schema_descriptions():
+    """The schema holds each key's meaning (the docs' params reference is built from it); params.yaml repeats it as
+    the key's comment, word for word, so the two cannot disagree. Free-form mappings (compare.*_settings) are not
+    schema keys."""
+    from pydantic import BaseModel
+    from ruamel.yaml import YAML
+
+    from ptft.pipeline.schema import Params
+
+    def meanings(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
+        found = {}
+        for name, field in model.model_fields.items():
+            block = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation,
+                                                                                         BaseModel) else None
+            text = field.description or (block.__doc__ if block and block is not Params else None)
+            found[prefix + name] = " ".join((text or "").split())
+            if block:
+                found.update(meanings(block, f"{prefix}{name}."))
+        return found
+
+    expected = meanings(Params)
+    comments = _comments(YAML().load((ROOT / "params.yaml").read_text()))
+    assert all(expected.values()), [key for key, text in expected.items() if not text]  # every key has a meaning
+    schema_keys = {key for key in comments if key in expected}
+    assert set(expected) - schema_keys == {"data.splits.train", "data.splits.validation", "data.splits.test"}
+    sentence = lambda text: text[:1].lower() + text[1:].rstrip(".")  # noqa: E731 - a block's docstring is a sentence
+    for key in schema_keys:
+        assert comments[key] is not None and sentence(comments[key]) == sentence(expected[key]), key
+
+
+def test_merge_params_keeps_the_comments_order_and_layout(tmp_path):
+    out = tmp_path / "params.yaml"
+    merge_files(ROOT / "params.yaml", ROOT / "configs/smoke.yaml", out)
+    before, after = (ROOT / "params.yaml").read_text().splitlines(), out.read_text().splitlines()
+    assert len(after) == len(before)
+    changed = [(old, new) for old, new in zip(before, after) if old != new]
+    smoke = flatten(read_yaml(ROOT / "configs/smoke.yaml"))
+    assert changed and len(changed) <= len(smoke)  # only lines whose value the smoke config sets
+    for old, new in changed:
+        assert old.split(":")[0] == new.split(":")[0]  # the same key
+        assert ("#" in old) == ("#" in new) and old.partition("#")[2] == new.partition("#")[2]  # the same comment
+    assert "  budgets: [25, all]" in out.read_text()  # a list stays in flow style
+    assert "  seed: null" in out.read_text()  # untouched values are written as they were
+
+
 def test_missing_file_and_key_are_clear_errors(tmp_path):
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "params.yaml")

@@ -153,21 +153,11 @@ def test_ci_workflow_runs_lint_tests_and_docs_build_on_every_push_and_pull_reque
     assert {str(path.relative_to(ROOT)) for path in SCRIPTS} & tracked <= set(linted)
     assert ".ci/run" in linted and "requirements/lock.sh" in linted
 
-    # The docs build runs, with nothing but the site's presence between it and a failure.
+    # The docs build runs, unconditionally: a broken link or a missing page fails the job.
     docs = jobs["docs"]
     assert re.search(r"^mkdocs build --strict$", step_runs(docs), re.M)
-    (site,) = [step for step in docs["steps"] if step.get("id") == "site"]
-    for present in (False, True):
-        checkout = tmp_path / f"checkout-{present}"
-        checkout.mkdir()
-        if present:
-            (checkout / "mkdocs.yml").write_text("site_name: ptft\n")
-        env = {**os.environ, "GITHUB_OUTPUT": str(checkout / "github-output")}
-        subprocess.run(["bash", "-e", "-c", site["run"]], cwd=checkout, env=env, check=True, capture_output=True)
-        output = checkout / "github-output"
-        assert (output.read_text() if output.exists() else "") == ("present=true\n" if present else "")
-    after_site = docs["steps"][docs["steps"].index(site) + 1:]
-    assert after_site and all(step["if"] == "steps.site.outputs.present == 'true'" for step in after_site)
+    assert not any("if" in step for step in docs["steps"])
+    assert (ROOT / "mkdocs.yml").is_file()
 
 
 class FakeGitHub(BaseHTTPRequestHandler):

@@ -73,11 +73,41 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any], _prefix: str = ""
 
 
 def merge_files(base: str | Path, override: str | Path, out: str | Path | None = None) -> dict[str, Any]:
-    """Merge the params file ``override`` over ``base`` and write the result to ``out`` (default: base)."""
-    merged = deep_merge(read_yaml(base), read_yaml(override))
+    """Merge the params file ``override`` over ``base`` and write the result to ``out`` (default: base).
+
+    The file is rewritten as a round trip (ruamel.yaml): its comments, which document every key, its key order
+    and its layout stay as they were; only the overridden values change.
+    """
+    from ruamel.yaml import YAML
+
+    overrides = read_yaml(override)
+    merged = deep_merge(read_yaml(base), overrides)  # an unknown key stops here, before anything is written
+    document_yaml = YAML()
+    document_yaml.width = 4096  # keep long commented lines as they are
+    document_yaml.representer.add_representer(  # null as params.yaml writes it, not as an empty value
+        type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null"))
+    with Path(base).open() as f:
+        document = document_yaml.load(f)
+    _assign(document, overrides)
     with Path(out or base).open("w") as f:
-        yaml.safe_dump(merged, f, sort_keys=False)
+        document_yaml.dump(document, f)
     return merged
+
+
+def _assign(node: Any, overrides: dict[str, Any]) -> None:
+    """Set ``overrides`` into the round-trip mapping ``node`` in place, keeping each key's comment; a list or
+    mapping replaced whole keeps the flow style (``[a, b]``) of the one it replaces."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    for key, value in overrides.items():
+        old = node[key]
+        if isinstance(value, dict) and isinstance(old, dict):
+            _assign(old, value)
+            continue
+        if isinstance(value, list | dict) and getattr(old, "fa", None) is not None and old.fa.flow_style():
+            value = CommentedSeq(value) if isinstance(value, list) else CommentedMap(value)
+            value.fa.set_flow_style()
+        node[key] = value
 
 
 def require(params: dict[str, Any], dotted: str) -> Any:

@@ -54,15 +54,22 @@ SYNONYMS = {"learning_rate": "lr", "num_train_epochs": "epochs", "per_device_tra
 
 class Block(BaseModel):
     # strict: a quoted "1e-3" or "yes" stays a string and is refused, rather than guessed at.
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
 
 
 class Runtime(Block):
+    """How the stages run: CPU threads, determinism, the launcher and the GPU speed options."""
+
     threads: Positive
+    """CPU threads, shared by torchrun's processes; CPU results are bit-exact only for the same count"""
     deterministic: bool
+    """false: cuDNN autotuning and TF32 matmuls on GPUs (faster; reruns no longer bit-exact)"""
     launch: Annotated[str, Field(min_length=1)]
+    """how pretrain and finetune start: python, or torchrun --nproc_per_node=N (data-parallel)"""
     bf16: bool
+    """bf16 autocast (GPUs since A100; slow on most CPUs)"""
     compile: bool
+    """torch.compile the model (a minute of compiling first; needs a C++ compiler on CPU)"""
 
 
 def _text_columns(value: Any) -> str | list[str]:
@@ -75,19 +82,35 @@ def _text_columns(value: Any) -> str | list[str]:
 
 
 class SplitNames(Block):
+    """The names of the source's train, validation and test splits (data.split: official)."""
+
     train: Annotated[str, Field(min_length=1)]
+    """the source's name of its train split"""
     validation: Annotated[str, Field(min_length=1)] | None
+    """the source's name of its validation split, or null to carve validation from train"""
     test: Annotated[str, Field(min_length=1)]
+    """the source's name of its test split"""
 
 
 class Data(Block):
+    """The labelled data: where it comes from, its columns, and how it is split."""
+
     source: Annotated[str, Field(min_length=1)]
+    """bbc | a <label>/*.txt folder | path/to/file.{csv,jsonl,parquet} | a save_to_disk folder | hf:<dataset
+    id>[:<config>][@<revision>]"""
     text_column: Annotated[Any, AfterValidator(_text_columns)]
+    """the text column of a file or dataset (ignored for folders), or a list of fields, joined with " [SEP] " between
+    them"""
     label_column: Annotated[str, Field(min_length=1)]
+    """one label per row; a list of labels per row (or label_separator) makes the task multi-label"""
     label_separator: Annotated[str, Field(min_length=1)] | None
+    """e.g. "|": split a string label into several labels (multi-label tags)"""
     split: Literal["random", "official"]
+    """random: pool every labelled row and split by prepare's fractions | official: the source's own splits"""
     split_column: Annotated[str, Field(min_length=1)]
+    """official, for a file: the column that names each row's split"""
     splits: SplitNames
+    """official: the source's names of its splits; validation null = carve it from train"""
 
     @model_validator(mode="after")
     def _source_is_readable(self) -> Data:
@@ -114,9 +137,14 @@ class Data(Block):
 
 
 class Prepare(Block):
+    """How prepare cleans, deduplicates and splits the labelled data."""
+
     validation_fraction: Annotated[float, Field(gt=0, lt=1)]
+    """of all rows (data.split random), or of train when validation is carved from it (official)"""
     test_fraction: Annotated[float, Field(gt=0, lt=1)]
+    """data.split random only"""
     near_duplicate_jaccard: Annotated[float, Field(gt=0, le=1)]
+    """drop a text whose word 5-gram Jaccard with an earlier one is at least this"""
 
     @model_validator(mode="after")
     def _leaves_a_train_split(self) -> Prepare:
@@ -128,13 +156,22 @@ class Prepare(Block):
 
 
 class Model(Block):
+    """The encoder that pretrain builds (and finetune.init=scratch rebuilds)."""
+
     family: Literal["modernbert", "bert"]
+    """modernbert (pre-LN, sparse MLM decoding) | bert"""
     layers: Positive
+    """transformer layers"""
     hidden: Positive
+    """hidden size"""
     heads: Positive
+    """attention heads (they must divide hidden)"""
     intermediate: Positive
+    """feed-forward size"""
     max_position: Positive
+    """position embeddings: the longest sequence the model takes"""
     dropout: Fraction
+    """dropout probability (0 = off)"""
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> Model:
@@ -171,20 +208,37 @@ Init = Annotated[str, Field(min_length=1), AfterValidator(_init)]
 
 
 class Pretrain(Block):
+    """Self-supervised pre-training of models/pretrained."""
+
     init: Init
+    """scratch | minilm | path/to/hf-checkpoint | hf:<model id>[@<revision>] (continue pre-training it)"""
     corpus: Annotated[Any, AfterValidator(_corpus)]
+    """train (the labelled train split) | a file, folder or glob under corpus/ | hf:<id>[:<config>][@<revision>] | a
+    list"""
     objective: Literal["mlm", "clm"]
+    """mlm (masked LM, model.family) | clm (causal LM, GPT-2 of the same size)"""
     seq_len: Annotated[int, Field(ge=8)]
+    """tokens per block; texts are concatenated and cut into blocks"""
     mask_prob: Annotated[float, Field(gt=0, lt=1)]
+    """share of tokens masked (80% [MASK], 10% random, 10% kept)"""
     epochs: PositiveFloat
+    """passes over the pre-training text (a fraction is allowed)"""
     max_steps: Positive | None
+    """or N optimizer steps instead of epochs (a corpus too large for an epoch)"""
     tokens: Positive | None
+    """or N tokens: steps = N / (batch_size x seq_len); one budget at most"""
     batch_size: Positive
+    """the global batch of one optimizer step, whatever the launch"""
     accumulation: Positive
+    """micro-batches per step: each process runs batch_size / (processes x this) at once"""
     lr: PositiveFloat
+    """peak learning rate (AdamW)"""
     warmup: Fraction
+    """share of steps with linear warmup, then linear decay"""
     weight_decay: Annotated[float, Field(ge=0)]
+    """AdamW weight decay"""
     evals: Positive
+    """validation evaluations (and checkpoints to resume from) per run"""
 
     @model_validator(mode="after")
     def _one_budget(self) -> Pretrain:
@@ -195,30 +249,55 @@ class Pretrain(Block):
 
 
 class Corpus(Block):
+    """How prepare_corpus turns pretrain.corpus into data/corpus (token arrays) and data/tokenizer."""
+
     text_column: Annotated[str, Field(min_length=1)]
+    """the text field of .jsonl/.json/.parquet records and hf: rows"""
     txt_documents: Literal["paragraph", "line", "file"]
+    """a document in a .txt file: paragraph (up to a blank line) | line | file"""
     hf_split: Annotated[str, Field(min_length=1)]
+    """the split of an hf: corpus that is streamed"""
     decontamination_ngram: Annotated[int, Field(ge=5)]
+    """words: a document sharing one such n-gram with a validation or test document is removed"""
     vocab_size: Annotated[int, Field(ge=100)]
+    """WordPiece vocabulary, trained on the pre-training text (never on validation or test)"""
     min_frequency: Positive
+    """a WordPiece token must occur at least this often"""
     tokenizer_documents: Positive
+    """the tokenizer's sample: at most this many documents (seeded), each cut to 30,000 characters"""
 
 
 class Finetune(Block):
+    """Fine-tuning of models/finetuned."""
+
     init: Init
+    """pretrained | scratch | minilm | path/to/hf-checkpoint | hf:<model id>[@<revision>]"""
     lr: PositiveFloat
+    """peak learning rate (AdamW; the head's, with layer_lr_decay)"""
     epochs: PositiveFloat
+    """epochs; the one with the best validation macro-F1 is kept"""
     batch_size: Positive
+    """the global batch, as for pretrain"""
     accumulation: Positive
+    """micro-batches per step, as for pretrain"""
     max_length: Annotated[int, Field(ge=8)]
+    """tokens per document (longer ones are truncated); batches are padded to their longest"""
     group_by_length: bool
+    """batch documents of similar length: 15% faster at max_length 512 here, nothing at 128"""
     train_examples: Positive | None
+    """null = all labelled train examples, or N (seeded, stratified)"""
     seed: int | None
+    """null = the global seed; set it to reseed fine-tuning alone"""
     freeze: str
+    """none | embeddings | embeddings+N | all-but-head"""
     pooling: Literal["mean", "cls"]
+    """mean | cls (ModernBERT); BERT checkpoints use [CLS] and their pooler"""
     warmup: Fraction
+    """share of steps with linear warmup, then linear decay"""
     weight_decay: Annotated[float, Field(ge=0)]
+    """AdamW weight decay"""
     layer_lr_decay: Annotated[float, Field(gt=0, le=1)]
+    """1.0 = off; d < 1: each layer d times the rate of the one above (head: lr)"""
 
     @model_validator(mode="after")
     def _freeze_is_known(self) -> Finetune:
@@ -229,32 +308,59 @@ class Finetune(Block):
 
 
 class Evaluate(Block):
+    """Scoring the fine-tuned model (evaluate, test, and export's checks)."""
+
     batch_size: Positive
+    """texts per forward pass"""
 
 
 class Export(Block):
+    """Models/exported: the fine-tuned classifier as ONNX (and int8), checked on validation."""
+
     opset: Annotated[int, Field(ge=18)]  # torch.onnx's exporter writes opset 18 and up
+    """ONNX opset (18 or later); an older runtime may need a lower one"""
     quantize: bool
+    """also write model.int8.onnx: int8 weights (ONNX Runtime's dynamic quantisation)"""
     max_probability_diff: PositiveFloat
+    """ONNX vs PyTorch: a larger difference, or any changed prediction, fails the stage"""
     int8_max_accuracy_drop: Annotated[float, Field(ge=0, le=100)]
+    """points of validation accuracy int8 may lose; more fails the stage"""
 
 
 class Compare(Block):
+    """The evidence in reports/compare: what does pre-training buy, per label budget?."""
+
     budgets: Annotated[list[Budget], Field(min_length=1)]
+    """labelled train examples per run (all = the whole train split)"""
     minilm_budgets: list[Budget]
+    """all-MiniLM-L6-v2 (the minilm extra): 13x our model's compute, so off by default"""
     minilm_settings: dict[str, Any]
+    """finetune overrides for it (a pre-trained BERT wants a smaller rate)"""
     seeds: Annotated[list[int], Field(min_length=1)]
+    """one run per seed, each on its own stratified subset: the error bars"""
     epochs: Positive
+    """fine-tuning epochs of every run, or min_steps optimizer steps if that is longer"""
     min_steps: Annotated[int, Field(ge=0)]
+    """so that 25 examples (2 batches an epoch) still get a real training run"""
     evals: Positive
+    """validation evaluations per run; the best one is kept (never the test split)"""
     focus_budget: Budget
+    """the budget the variants run at"""
     variants: list[str]
+    """run at focus_budget"""
     variant_settings: dict[str, dict[str, Any]]
+    """the finetune overrides of each variant (fine-tuning the pre-trained model)"""
     objectives: list[str]
+    """MLM or CLM? Each pre-trains its own model, fine-tuned at focus_budget"""
     objective_settings: dict[str, dict[str, Any]]
+    """merged over the pretrain params; shorter than the main run (CLM costs 1.7x MLM)"""
     continued: list[Literal["minilm"]]
+    """[minilm]: all-MiniLM-L6-v2 pre-trained further on the pre-training text (13 min an epoch of BBC train here),
+    then fine-tuned (4 min a cell)"""
     continued_budgets: list[Budget]
+    """at these budgets, beside minilm itself at minilm_budgets (domain-adaptive pre-training)"""
     continued_settings: dict[str, Any]
+    """pretrain overrides for it"""
 
     @model_validator(mode="after")
     def _settings_for_every_arm(self) -> Compare:
@@ -279,6 +385,7 @@ class Compare(Block):
 
 class Params(Block):
     seed: int
+    """python, numpy, torch, data order, masking, splits"""
     runtime: Runtime
     data: Data
     prepare: Prepare

@@ -1,0 +1,265 @@
+"""The docs: the site builds with --strict, its generated parts hold every param and the reports' own numbers, the
+README's headline table is the comparison report's, and the committed command samples have the shape the current
+code prints (end to end)."""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pytest
+import yaml
+from pydantic import AfterValidator, BaseModel, Field
+
+from tests.conftest import ROOT, run
+
+
+def _load(name: str):
+    """A script under docs/ as a module (imported, so gen_pages.py does not run its build-time main)."""
+    spec = importlib.util.spec_from_file_location(f"docs_{name}", ROOT / "docs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen_pages = _load("gen_pages")
+samples = _load("samples")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The site as CI builds it: `mkdocs build --strict` from the repository root (a broken link or anchor, a
+    missing page, a nav entry to nothing or a schema field without a description fails it)."""
+    out = tmp_path_factory.mktemp("site")
+    # Material and a plugin print a banner about MkDocs 2; it is noise here.
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+                            cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr[-5000:]}"
+    return out
+
+
+def page_text(site: Path, page: str) -> str:
+    """A built page's text, tags dropped and whitespace collapsed."""
+    text = (site / page / "index.html").read_text() if page else (site / "index.html").read_text()
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())
+
+
+def report(path: str) -> Any:
+    return json.loads((ROOT / path).read_text())
+
+
+def test_the_site_builds_strict(site):
+    for page in ("", "getting-started", "data", "pipeline", "experiments", "pull-requests", "reproducibility",
+                 "deploy", "results", "speed", "layout", "reference/params"):
+        assert (site / page / "index.html").is_file(), page
+    assert (site / "generated/reports/compare/learning_curve.png").is_file()
+    assert not (site / "gen_pages.py").exists() and not (site / "samples").exists()  # scripts, not pages
+
+
+def leaf_keys(params: dict[str, Any], model: type[BaseModel], prefix: str = "") -> list[str]:
+    """params.yaml's keys as dotted paths, down to the schema's leaves. A value the schema types as a free-form
+    mapping (compare.variant_settings and the other *_settings) is one key: its entries are the user's data (arm
+    names, overrides of another block's keys), documented by that key's row and default, not keys of the schema."""
+    keys = []
+    for name, value in params.items():
+        field = model.model_fields[name]  # an unknown key would fail the schema check itself
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            keys += leaf_keys(value, field.annotation, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def test_the_params_reference_lists_every_key_of_params_yaml(site):
+    from ptft.pipeline.schema import Params
+
+    page = (site / "reference/params/index.html").read_text()
+    keys = leaf_keys(yaml.safe_load((ROOT / "params.yaml").read_text()), Params)
+    assert {"seed", "runtime.threads", "data.splits.validation", "compare.variant_settings"} <= set(keys)
+    missing = [key for key in keys if f"<code>{key}</code>" not in page]
+    assert not missing, f"the params reference lacks {missing}"
+
+
+def test_the_results_numbers_are_the_reports(site):
+    test = report("reports/test/metrics.json")
+    results = page_text(site, "results")
+    assert f"test accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f}" in results
+    assert f"{test['accuracy']:.3f} test accuracy" in page_text(site, "")
+    gain = report("reports/compare/metrics.json")["pretrained_minus_scratch"]["at_100"]["accuracy"]
+    assert f"{gain:+.3f} with 100" in results
+    # The comparison's own tables, inserted whole.
+    for row in (ROOT / "reports/compare/results.md").read_text().splitlines():
+        if row.startswith("| 100 |"):
+            assert " ".join(row.replace("|", " ").split()) in results
+
+
+def test_the_readme_headline_is_the_comparison_report():
+    """README.md copies the comparison's headline table from reports/compare/results.md; it must not drift."""
+
+    def table(text: str) -> list[str]:
+        """The first table after the line that names it."""
+        rows = text[text.index("Test accuracy by labelled train examples"):].splitlines()[1:]
+        rows = rows[next(i for i, row in enumerate(rows) if row.startswith("|")):]
+        return rows[:next((i for i, row in enumerate(rows) if not row.startswith("|")), None)]
+
+    readme = (ROOT / "README.md").read_text()
+    assert table(readme) == table((ROOT / "reports/compare/results.md").read_text())
+    assert "reports/compare/results.md" in readme  # says where it comes from
+
+
+# ---- the generator, on a schema of its own ------------------------------------------------------------------
+
+Positive = Annotated[int, Field(gt=0)]
+
+
+def _budget(value: Any) -> int | str:
+    """A positive number of labelled examples or `all`."""
+    return value
+
+
+class Inner(BaseModel):
+    """Names inside a block."""
+
+    train: str = Field(description="the train split's name")
+    validation: Annotated[str, Field(min_length=1)] | None = Field(description="null: carve it from train")
+
+
+class Knobs(BaseModel):
+    """A block of knobs."""
+
+    rate: float = Field(gt=0, lt=1, description="a | rate")
+    steps: Positive | None = Field(description="or <N> steps")
+    kind: Literal["a", "b", "c"] = Field(description="which kind")
+    budgets: Annotated[list[Annotated[Any, AfterValidator(_budget)]], Field(min_length=1)] = Field(
+        description="label budgets")
+    settings: dict[str, dict[str, Any]] = Field(description="overrides per arm")
+    names: Inner = Field(description="the splits' names")
+
+
+class FakeParams(BaseModel):
+    seed: int = Field(description="seeds everything")
+    knobs: Knobs
+
+
+FAKE = {"seed": 7, "knobs": {"rate": 0.5, "steps": None, "kind": "b", "budgets": [25, "all"],
+                             "settings": {"probe": {"freeze": "all-but-head"}},
+                             "names": {"train": "train", "validation": None}}}
+
+
+def test_the_params_reference_shows_types_ranges_defaults_and_meanings():
+    page = gen_pages.params_reference(FakeParams, FAKE, {"seed": ["prepare"], "knobs": ["prepare", "finetune"]})
+    rows = {line.split(" | ")[0].strip("|` "): line for line in page.splitlines() if line.startswith("| `")}
+    assert rows["seed"] == "| `seed` | `int` | `7` | — | seeds everything |"
+    assert rows["knobs.rate"] == r"| `knobs.rate` | `float` | `0.5` | > 0 and < 1 | a \| rate |"
+    assert rows["knobs.steps"] == "| `knobs.steps` | `int | null` | `null` | > 0; or `null` | or &lt;N> steps |"
+    assert "| one of `a`, `b`, `c` |" in rows["knobs.kind"]
+    assert "| `list[int | str]` | `[25, all]` | non-empty; each: A positive number of labelled examples or `all` |" \
+        in rows["knobs.budgets"]
+    assert "| `mapping of mappings` | `{probe: {freeze: all-but-head}}` |" in rows["knobs.settings"]
+    assert "| `str | null` | `null` | non-empty; or `null` |" in rows["knobs.names.validation"]
+    assert rows["knobs.names"].endswith("| the splits' names Names inside a block. |")
+    assert "## knobs\n\nA block of knobs.\n\nRead by: prepare, finetune." in page
+
+
+def test_a_field_without_a_description_fails_the_build(monkeypatch):
+    monkeypatch.setattr(Knobs.model_fields["rate"], "description", None)
+    monkeypatch.setattr(Inner, "__doc__", None)
+    with pytest.raises(gen_pages.DocsError, match=r"no description for knobs\.rate: .*no docstring on Inner"):
+        gen_pages.params_reference(FakeParams, FAKE)
+
+
+def test_the_type_of_every_field_of_the_real_schema_is_described():
+    from ptft.pipeline.schema import Params
+
+    for block in Params.model_fields.values():
+        fields = block.annotation.model_fields if gen_pages._is_block(block.annotation) else {"": block}
+        for field in fields.values():
+            name, _ = gen_pages.describe_type(field.annotation, field.metadata)
+            assert "any" not in name.split() and "typing" not in name, (field, name)
+
+
+def test_placeholders_expand_from_the_reports_and_unknown_ones_fail():
+    stages = {"finetune": "`seed`, `finetune.*`"}
+    used: set[str] = set()
+    text = "{{ params: finetune }} | {{ test.accuracy }} | {{ test.documents }} | {{ gain.scratch.100.accuracy:+.2f }}"
+    test = report("reports/test/metrics.json")
+    compare = report("reports/compare/results.json")["methods"]
+    gain = compare["pretrained"]["100"]["test_accuracy"]["mean"] - compare["scratch"]["100"]["test_accuracy"]["mean"]
+    assert gen_pages.expand("p.md", text, stages, None, used) == \
+        f"`seed`, `finetune.*` | {test['accuracy']:.3f} | {test['documents']:,} | {gain:+.2f}"
+    assert used == {"finetune"}
+    for bad, says in (("{{ test.nothing }}", "no 'nothing'"), ("{{ params: nope }}", "no such stage"),
+                      ("{{ insert: built/nope }}", "nothing of that name"), ("{{ what is this }}", "not a placeholder"),
+                      ("{{ insert: src/ptft/cli.py }}", "not a committed file under")):
+        with pytest.raises(gen_pages.DocsError, match=says):
+            gen_pages.expand("p.md", bad, stages, None, set())
+    assert gen_pages.expand("p.md", "${{ secrets.TOKEN }}", stages, None, set()) == "${{ secrets.TOKEN }}"
+
+
+# ---- command samples --------------------------------------------------------------------------------------
+
+
+def lineage_shape(text: str) -> list[tuple[str, ...]]:
+    """What `ptft lineage` prints, less its values: each step, each field's label and keys, each input's path."""
+    shape: list[tuple[str, ...]] = []
+    field: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("$ ") or not line.strip():
+            continue
+        if re.match(r"^ {16}\S", line) and field is not None:  # a wrapped field goes on
+            field.append(line.strip())
+            continue
+        if field is not None:
+            label, *items = field
+            shape.append((label, *re.findall(r"(?:^|, )([\w.\-]+)=", " ".join(items))))
+            field = None
+        if match := re.match(r"^(\S+): md5 \S+, ", line):
+            shape.append(("artifact", match[1]))
+        elif match := re.match(r"^(\S+)  <- stage (\S+?)(?::|\s|$)", line):
+            shape.append(("step", match[1], match[2]))
+        elif match := re.match(r"^    (built on|params|metrics|corpus|init)\s+(.*)$", line):
+            field = [match[1], *([] if match[1] == "built on" else [match[2]])]
+        elif match := re.match(r"^      [=!] (\S+)", line):
+            shape.append(("input", match[1]))
+        elif match := re.match(r"^(    inputs|recorded by|environment)\b", line):
+            shape.append((match[1].strip(),))
+        elif re.match(r"^    \S", line):  # the restore and rebuild commands, the environment's drift: values
+            continue
+        else:
+            raise AssertionError(f"a line of ptft lineage this test does not know: {line!r}")
+    if field is not None:
+        label, *items = field
+        shape.append((label, *re.findall(r"(?:^|, )([\w.\-]+)=", " ".join(items))))
+    return shape
+
+
+def test_the_lineage_shape_reader_sees_steps_fields_and_inputs():
+    sample = (ROOT / "docs/samples/lineage.txt").read_text()
+    shape = lineage_shape(sample)
+    assert [s[1:] for s in shape if s[0] == "step"] == [
+        ("models/finetuned", "finetune"), ("models/pretrained", "pretrain"), ("data/corpus", "prepare_corpus"),
+        ("data/prepared", "prepare")]
+    params = next(s for s in shape if s[0] == "params")
+    assert params[1:3] == ("seed", "runtime.threads") and "finetune.layer_lr_decay" in params
+    assert ("input", "models/pretrained") in shape and ("recorded by",) in shape and ("environment",) in shape
+
+
+def test_the_committed_lineage_sample_has_the_shape_the_code_prints(smoke_run):
+    """docs/samples/lineage.txt is written by `python docs/samples.py lineage` on the default run; the smoke run
+    differs in its values only. A new param, metric, field or step fails this until the sample is rewritten."""
+    clone = smoke_run[0]
+    output = run([sys.executable, "-m", "ptft.cli", *samples.LINEAGE[1:]], clone).stdout
+    committed = (ROOT / "docs/samples/lineage.txt").read_text()
+    assert committed.startswith(f"$ {' '.join(samples.LINEAGE)}\n")
+    assert lineage_shape(committed) == lineage_shape(output), (
+        "docs/samples/lineage.txt no longer has the shape `ptft lineage` prints: run `python docs/samples.py "
+        "lineage` on the committed default run and commit it")
+
