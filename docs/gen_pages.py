@@ -372,10 +372,10 @@ def export_check_table() -> str:
 
 
 def per_class_table() -> str:
-    """reports/test/metrics.json's per-class scores."""
+    """The test split's per-class scores (reports/test/by_label.json) and headline (reports/test/metrics.json)."""
     report = _load(SOURCES["test"])
     lines = ["| class | precision | recall | F1 | documents |", "| --- | --- | --- | --- | --- |"]
-    for label, row in report["per_class"].items():
+    for label, row in _load("reports/test/by_label.json").items():
         lines.append(f"| {label} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} "
                      f"| {row['support']:,} |")
     lines.append(f"| **all** (accuracy {report['accuracy']:.3f}) | | | **{report['macro_f1']:.3f}** (macro) "

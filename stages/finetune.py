@@ -27,7 +27,8 @@ with run_stage("finetune", seed=finetune_seed) as run:
     encode = lambda df: encode_labelled(list(df["text"]), list(df["label"]), label2id, tokenizer,  # noqa: E731
                                         finetune["max_length"])
 
-    with run.output_dir("reports/finetune") as report:  # renamed into place only when complete
+    # The report is renamed into place only when complete.
+    with run.output_dir("reports/finetune") as report, run.system_monitor():
         live = open_live(report)
         result, run.facts["speed"] = finetune_classifier(model, tokenizer, encode(train), encode(validation), finetune,
                                                          run.seed, live, run.checkpoint_dir, run.runtime)

@@ -41,7 +41,8 @@ with run_stage(stage) as run:
         train = TokenBlocks(CORPUS, pretrain["seq_len"])
     validation = read_split_dataset(Path("data/prepared"), "validation")
 
-    with run.output_dir(reports) as report:  # renamed into place only when complete
+    # The report is renamed into place only when complete.
+    with run.output_dir(reports) as report, run.system_monitor():
         live = open_live(report)
         result, run.facts["speed"] = pretrain_lm(pretrain_trainer(model, tokenizer, train, validation, pretrain,
                                                                   run.seed, live, run.checkpoint_dir, run.runtime))

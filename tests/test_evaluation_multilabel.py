@@ -59,16 +59,18 @@ def test_predict_proba_is_sigmoid_for_multi_label(tmp_path):
 
 def test_evaluate_split_multi_label(model_dir, tmp_path):
     metrics = evaluate_split(model_dir, SPLIT, tmp_path, 4, "test")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion.json", "confusion.png", "metrics.json",
-                                                          "per_label.json", "per_label.png", "predictions.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["by_label.json", "confusion.json", "confusion.png",
+                                                          "metrics.json", "per_label.json", "per_label.png",
+                                                          "predictions.csv"]
     assert list(metrics) == ["accuracy", "macro_f1", "micro_f1", "subset_accuracy", "hamming_loss", "documents",
-                             "threshold", "per_label"]
+                             "threshold"]
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     assert metrics["threshold"] == 0.4 and metrics["documents"] == 6
     # Every row predicted business|tech: only row 3 exactly right; business 2 tp 4 fp, tech 2 tp 4 fp.
     assert metrics["accuracy"] == metrics["subset_accuracy"] == pytest.approx(1 / 6)
-    assert metrics["per_label"]["sport"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2}
-    assert metrics["per_label"]["tech"] == pytest.approx({"precision": 2 / 6, "recall": 1.0, "f1": 0.5, "support": 2})
+    by_label = json.loads((tmp_path / "by_label.json").read_text())
+    assert by_label["sport"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2}
+    assert by_label["tech"] == pytest.approx({"precision": 2 / 6, "recall": 1.0, "f1": 0.5, "support": 2})
     assert {row["label"] for row in json.loads((tmp_path / "per_label.json").read_text())} == set(LABELS)
     predictions = pd.read_csv(tmp_path / "predictions.csv", keep_default_na=False)
     assert list(predictions.columns) == ["row", "actual", "predicted", "correct", "score", "text"]
@@ -109,9 +111,10 @@ def test_single_label_model_writes_its_confusion_matrix_and_per_class_scores(tmp
     model, tokenizer = tiny_model(model_dir, problem_type="single_label_classification", threshold=None)
     split = SPLIT.assign(label=["business", "sport", "tech", "business", "sport", "tech"])
     metrics = evaluate_split(model_dir, split, tmp_path / "out", 4, "test")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["confusion.json", "confusion.png", "metrics.json",
-                                                                    "per_label.json", "per_label.png",
-                                                                    "predictions.csv"]
-    assert "per_class" in metrics and "threshold" not in metrics
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["by_label.json", "confusion.json",
+                                                                    "confusion.png", "metrics.json", "per_label.json",
+                                                                    "per_label.png", "predictions.csv"]
+    assert list(metrics) == ["accuracy", "macro_f1", "documents"]
+    assert set(json.loads((tmp_path / "out/by_label.json").read_text())) == set(LABELS)
     probs = predict_proba(model, AutoTokenizer.from_pretrained(model_dir), list(split["text"]), batch_size=4)
     assert probs.sum(-1) == pytest.approx(np.ones(len(split)), abs=1e-6)  # softmax, as before

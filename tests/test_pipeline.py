@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from ptft.pipeline.data import SPLITS, near_duplicates
-from tests.conftest import copy_clone, dvc
+from tests.conftest import copy_clone, dvc, run
 
 STAGES = ["prepare", "prepare_corpus", "pretrain", "finetune", "evaluate", "test", "export"]
 
@@ -63,8 +63,6 @@ def test_export_is_verified_self_contained_and_traced_to_the_finetuned_model(smo
 
 
 def test_an_export_that_breaks_parity_fails_the_stage_with_one_line_and_leaves_no_export(smoke_run, tmp_path):
-    from tests.conftest import run
-
     clone = copy_clone(smoke_run[0], tmp_path / "ptft", {"export": {"max_probability_diff": 1e-12}})
     result = run([sys.executable, "-m", "dvc", "repro", "export"], clone, check=False)
     assert result.returncode != 0
@@ -115,7 +113,8 @@ def test_metrics_in_range_and_confusion_sums_to_split(smoke_run, split):
     metrics = load(clone / f"reports/{split}/metrics.json")
     for key in ("accuracy", "macro_f1"):
         assert 0.0 <= metrics[key] <= 1.0
-    assert set(metrics["per_class"]) == set(load(clone / "data/prepared/labels.json"))
+    assert set(metrics) == {"accuracy", "macro_f1", "documents"}  # headline only: a column each in `dvc exp show`
+    assert set(load(clone / f"reports/{split}/by_label.json")) == set(load(clone / "data/prepared/labels.json"))
     n = len(pd.read_parquet(clone / f"data/prepared/{'validation' if split == 'evaluate' else 'test'}.parquet"))
     assert metrics["documents"] == n
     assert len(load(clone / f"reports/{split}/confusion.json")) == n
@@ -159,9 +158,35 @@ def test_changing_finetune_lr_reruns_only_downstream_stages(smoke_run, tmp_path)
     (copy / "params.yaml").write_text((clone / "params.yaml").read_text())
     output = dvc("repro", "evaluate", "test", cwd=copy).stdout
     assert "Running stage" not in output and output.count("is cached - skipping run") == 3
+    # The run cache restores the plain (uncached) outputs too, the per-label scores among them.
+    assert (copy / "reports/test/by_label.json").read_text() == (clone / "reports/test/by_label.json").read_text()
 
 
-def test_plots_render_loss_curves_and_confusion_matrices(smoke_run):
+def _header(markdown: str) -> list[str]:
+    """The column names of a markdown table (the first line)."""
+    return [cell.strip() for cell in markdown.splitlines()[0].strip("|").split("|")]
+
+
+def test_dvc_exp_show_holds_headline_metrics_and_shows_what_an_experiment_changed_in_40_columns(smoke_run, tmp_path):
+    clone = copy_clone(smoke_run[0], tmp_path / "ptft")
+    run(["git", "commit", "--quiet", "-am", "smoke results"], clone)
+    lr = yaml.safe_load((clone / "params.yaml").read_text())["finetune"]["lr"]
+    dvc("exp", "run", "test", "--name", "half-lr", "--set-param", f"finetune.lr={lr / 2}", cwd=clone)
+    shown = json.loads(dvc("exp", "show", "--json", cwd=clone).stdout)
+    metrics = {f"{file}:{key}" for row in shown for file, found in (row["data"]["metrics"] or {}).items()
+               for key in pd.json_normalize(found["data"]).columns}
+    # Per-label scores, split counts and per-run detail are plain outputs, not metrics.
+    assert not [key for key in metrics if any(part in key for part in ("per_class", "per_label", "splits.",
+                                                                        "decontamination", "objective-"))]
+    assert {"reports/test/metrics.json:accuracy", "reports/test/metrics.json:macro_f1"} <= metrics
+    changed = _header(dvc("exp", "show", "--md", "--only-changed", cwd=clone).stdout)
+    assert "finetune.lr" in changed and "accuracy" in " ".join(changed)
+    assert len(changed) <= 40, changed
+    everything = _header(dvc("exp", "show", "--md", cwd=clone).stdout)
+    assert len(everything) > len(changed)  # every param and dep: DVC has no setting to narrow its default view
+
+
+def test_plots_render_loss_curves_confusion_matrices_and_system_use(smoke_run):
     clone, _ = smoke_run
     plots = json.loads(dvc("plots", "show", "--json", cwd=clone).stdout)["data"]
     for title in ("Pre-training loss (masked LM)", "Fine-tuning loss", "reports/evaluate/confusion.json",
@@ -170,6 +195,14 @@ def test_plots_render_loss_curves_and_confusion_matrices(smoke_run):
         assert plots[title][0]["content"]["data"]["values"], title
     assert "rect" in json.dumps(plots["reports/test/confusion.json"][0]["content"])  # the confusion template
     assert plots["reports/test/confusion.png"][0]["type"] == "image"
+    # dvclive's system monitor, in logs/ (not a DVC output): at least one sample of each stage.
+    for stage in ("pretrain", "finetune"):
+        cpu = plots[f"logs/system/{stage}/plots/metrics/system/cpu/usage (%).tsv"][0]
+        assert cpu["type"] == "vega" and cpu["content"]["data"]["values"], stage
+        assert "system" not in load(clone / f"reports/{stage}/metrics.json")
+        assert not list((clone / f"reports/{stage}").rglob("*system*"))
+    git = run(["git", "check-ignore", "-q", "logs/system/pretrain"], clone, check=False)
+    assert git.returncode == 0  # never tracked, by git or DVC
 
 
 def test_continued_pretraining_of_minilm_then_fine_tuning(smoke_run, tmp_path):

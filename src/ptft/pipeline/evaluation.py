@@ -89,8 +89,9 @@ def batched_probabilities(logits: Callable[[dict[str, torch.Tensor]], torch.Tens
 
 def evaluate_split(model_dir: Path, split: pd.DataFrame, out_dir: Path, batch_size: int,
                    split_name: str) -> dict[str, Any]:
-    """Write ``metrics.json``, ``per_label.{json,png}``, ``confusion.{json,png}`` and ``predictions.csv`` for
-    ``split`` (the ``split_name`` split) into ``out_dir``.
+    """Write ``metrics.json`` (the headline scores), ``by_label.json`` (precision, recall, F1 and support per label),
+    ``per_label.{json,png}``, ``confusion.{json,png}`` and ``predictions.csv`` for ``split`` (the ``split_name`` split)
+    into ``out_dir``.
 
     For a multi-label model (:func:`is_multi_label_model`) the metrics are
     :func:`~ptft.pipeline.metrics.multilabel_metrics` at the model's saved threshold, and the confusion matrix
@@ -114,8 +115,7 @@ def evaluate_split(model_dir: Path, split: pd.DataFrame, out_dir: Path, batch_si
         threshold = decision_threshold(model)
         y_true, y_pred = multilabel_indicator(rows, labels), (probs >= threshold).astype(np.int64)
         metrics = multilabel_metrics(y_true, y_pred, labels)
-        metrics = {**{k: v for k, v in metrics.items() if k != "per_label"}, "threshold": threshold,
-                   "per_label": metrics["per_label"]}
+        metrics = {**metrics, "threshold": threshold}
         actual, predicted = _joined(y_true, labels), _joined(y_pred, labels)
         correct = (y_true == y_pred).all(axis=1)
         pairs = _label_pairs(y_true, y_pred, labels)
@@ -129,8 +129,11 @@ def evaluate_split(model_dir: Path, split: pd.DataFrame, out_dir: Path, batch_si
         actual, predicted, correct = rows, [labels[i] for i in y_pred], y_true == y_pred
         write_confusion(confusion(y_true, y_pred, len(labels)), labels, actual, predicted, out_dir,
                         f"Confusion matrix, {split_name} split")
+    # The headline scores are DVC metrics (a column each in `dvc exp show`); the per-label detail is a plain output.
+    by_label = metrics.pop("per_label", None) or metrics.pop("per_class")
     write_json(out_dir / "metrics.json", metrics)
-    write_per_label(metrics.get("per_label") or metrics["per_class"], out_dir, f"Per-label scores, {split_name} split")
+    write_json(out_dir / "by_label.json", by_label)
+    write_per_label(by_label, out_dir, f"Per-label scores, {split_name} split")
     pd.DataFrame(
         {
             "actual": actual,

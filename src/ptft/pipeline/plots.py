@@ -63,8 +63,7 @@ def per_label_rows(per_label: dict[str, dict[str, Any]]) -> list[dict[str, Any]]
 def write_per_label(per_label: dict[str, dict[str, Any]], out_dir: Path, title: str) -> None:
     """Write ``per_label.json`` (for ``dvc plots``) and ``per_label.png`` (for people) into ``out_dir``.
 
-    ``per_label`` is the metrics' ``per_class`` (or multi-label ``per_label``) entry: label → precision, recall,
-    f1, support.
+    ``per_label`` maps each label to its precision, recall, f1 and support (``by_label.json``).
     The PNG groups precision, recall and F1 per label, with each label's support in its tick text.
     """
     write_json(out_dir / "per_label.json", per_label_rows(per_label))

@@ -72,6 +72,28 @@ class StageRun:
             with tempfile.TemporaryDirectory() as out:
                 yield Path(out)
 
+    @contextmanager
+    def system_monitor(self) -> Iterator[None]:
+        """Log CPU, RAM and disk use (and GPU use, on a GPU) with dvclive while the block runs, into
+        ``logs/system/<stage>/``. No two runs measure the same, so these numbers stay out of the stage's DVC outputs,
+        as the run log does; dvc.yaml's top-level plots show them all the same."""
+        if not is_main_process():
+            yield
+            return
+        import dvclive.monitor_system
+        import torch
+        from dvclive import Live
+
+        # dvclive samples the GPU first whenever pynvml imports, and on a machine without NVIDIA's driver that
+        # failure also loses the CPU and RAM samples: look at the GPU only where torch sees one.
+        dvclive.monitor_system.GPU_AVAILABLE = dvclive.monitor_system.GPU_AVAILABLE and torch.cuda.is_available()
+        live = Live(str(LOGS / "system" / self.name), save_dvc_exp=False, dvcyaml=None, report=None)
+        live.monitor_system(interval=0.05, num_samples=10)  # a sample every 50 ms, logged every half second
+        try:
+            yield
+        finally:
+            live.end()
+
     def save_model(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, artifact: str,
                    metrics: dict[str, Any], init: tuple[str, str] | None = None, files: tuple[Path, ...] = (),
                    **card: str) -> None:
