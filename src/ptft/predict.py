@@ -89,14 +89,14 @@ def check_model_dir(model: str) -> Path:
     weights: PyTorch), an exported one (config.json and model.onnx: ONNX Runtime), or one of its ``.onnx`` files.
     A pickle-only checkpoint is refused unread."""
     path = Path(model)
-    directory = path.parent if path.suffix == ".onnx" else path
     if path.suffix == ".onnx" and not path.is_file():
         raise PredictError(f"--model '{model}' does not exist; `dvc repro export` writes models/exported/"
                            f"{ONNX_FILE} and {INT8_FILE}")
+    directory, onnx_file = locate(path)
     if not (directory / "config.json").is_file():
         raise PredictError(f"--model '{model}' is not a model directory (no config.json); use models/finetuned "
                            "after `dvc repro finetune`, or models/exported after `dvc repro export`")
-    if path.suffix == ".onnx" or is_exported(path):
+    if onnx_file:
         return path
     from ptft.pipeline.modeling import unsafe_weights  # imports transformers: only once the input checks have passed
 
@@ -106,9 +106,13 @@ def check_model_dir(model: str) -> Path:
     return path
 
 
-def is_exported(path: Path) -> bool:
-    """Whether ``path`` is an exported directory (ONNX, no PyTorch weights) rather than a PyTorch one."""
-    return (path / ONNX_FILE).is_file() and not any(path.glob("*.safetensors"))
+def locate(path: Path) -> tuple[Path, str | None]:
+    """The model directory of ``path`` and the ONNX file to run in it: ``path``'s own name for an ``.onnx`` file,
+    ``model.onnx`` for an exported directory (ONNX, no PyTorch weights), None for a PyTorch model directory."""
+    if path.suffix == ".onnx":
+        return path.parent, path.name
+    exported = (path / ONNX_FILE).is_file() and not any(path.glob("*.safetensors"))
+    return path, ONNX_FILE if exported else None
 
 
 class Classifier(Protocol):
@@ -141,14 +145,14 @@ def load_classifier(model_dir: str, device: str = "auto", threads: int | None = 
     """The classifier at ``model_dir`` (see :func:`check_model_dir`): a PyTorch model from safetensors only (a
     pickle is never loaded) on ``device``, or an ONNX export run by ONNX Runtime on the CPU with ``threads``."""
     path = check_model_dir(model_dir)
-    if path.suffix == ".onnx" or is_exported(path):
+    directory, onnx_file = locate(path)
+    if onnx_file:
         if device not in ("auto", "cpu"):
             raise PredictError(f"--model '{model_dir}' is an ONNX export, which ptft runs on the CPU with ONNX "
                                "Runtime; drop --device, or use models/finetuned on the GPU")
         from ptft.pipeline.export import OnnxClassifier
 
-        return OnnxClassifier(path.parent, path.name, threads) if path.suffix == ".onnx" else \
-            OnnxClassifier(path, ONNX_FILE, threads)
+        return OnnxClassifier(directory, onnx_file, threads)
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -206,8 +210,7 @@ def write_predictions(model_dir: str, source: str, output: str, column: str | li
     from ptft.pipeline.evaluation import MULTI_LABEL  # imports transformers: only once the input has been read
 
     present = [i for i, text in enumerate(texts) if text.strip()]
-    config_dir = path.parent if path.suffix == ".onnx" else path
-    config = json.loads((config_dir / "config.json").read_text(encoding="utf-8"))
+    config = json.loads((locate(path)[0] / "config.json").read_text(encoding="utf-8"))
     empty = {"labels" if config.get("problem_type") == MULTI_LABEL else "label": None, "error": "empty text"}
     found = predictions(model_dir, [texts[i] for i in present], batch_size, device, progress=sys.stderr)
     records = ({"id": _plain(id_), **(next(found) if text.strip() else empty)} for id_, text in zip(ids, texts))

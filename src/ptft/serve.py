@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from ptft.predict import ONNX_FILE, check_model_dir, is_exported, load_classifier, records_for
+from ptft.predict import check_model_dir, load_classifier, locate, records_for
 
 
 @dataclass(frozen=True)
@@ -156,8 +156,7 @@ def parse_request(body: bytes, limits: Limits) -> tuple[list[str], bool]:
 def model_info(path: Path) -> dict[str, Any]:
     """What is served: the directory (and ONNX file), the runtime, the directory's lineage (artifact, stage, params,
     metrics) and the label names."""
-    model_dir = path.parent if path.suffix == ".onnx" else path
-    onnx_file = path.name if path.suffix == ".onnx" else ONNX_FILE if is_exported(path) else None
+    model_dir, onnx_file = locate(path)
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     lineage_file = model_dir / "lineage.json"
     lineage = json.loads(lineage_file.read_text(encoding="utf-8")) if lineage_file.is_file() else {}
