@@ -144,7 +144,8 @@ def main() -> None:
     parser.add_argument("--models", default=MODELS, help="runtime=path pairs, comma-separated (default: %(default)s)")
     parser.add_argument("--requests", type=int, default=256, help="requests per number of clients")
     parser.add_argument("--clients", default="1,8,32")
-    parser.add_argument("--quick", action="store_true", help="16 requests at 1 and 4 clients (what the test runs)")
+    parser.add_argument("--quick", action="store_true", help="16 requests at 1 and 4 clients, batched and unbatched "
+                                                             "only (what the test runs)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results"))
     args = parser.parse_args()
     requests, clients = (16, [1, 4]) if args.quick else (args.requests, [int(c) for c in args.clients.split(",")])
@@ -158,6 +159,8 @@ def main() -> None:
             results["model_latency"][name] = _model_latency(model, texts, 20 if args.quick else 200)
             results["runs"][name] = {}
             for mode, extra in MODES.items():
+                if args.quick and mode not in ("batched", "unbatched"):
+                    continue
                 process, url = _start(model, extra, Path(tmp) / f"{name}-{mode}.log")
                 try:
                     _load(url, texts, 4, 16)  # warm-up: the first passes allocate
