@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from ptft.predict import check_model_dir, load_classifier, locate, records_for
+from ptft.predict import load_classifier, locate, records_for
 
 
 @dataclass(frozen=True)
@@ -172,9 +172,8 @@ def model_info(path: Path) -> dict[str, Any]:
 def create_app(model_dir: str, limits: Limits = Limits(), device: str = "auto") -> FastAPI:
     """The FastAPI application serving the classifier at ``model_dir``: a PyTorch model directory (safetensors
     only), an exported one (``model.onnx``, run by ONNX Runtime) or one of its ``.onnx`` files (``model.int8.onnx``)."""
-    path = check_model_dir(model_dir)
-    classifier = load_classifier(model_dir, device)
-    info = model_info(path)
+    classifier = load_classifier(model_dir, device)  # checks the directory first (check_model_dir)
+    info = model_info(Path(model_dir))
     batcher = Batcher(lambda texts: records_for(classifier, texts, limits.max_batch), limits)
 
     @asynccontextmanager
