@@ -13,9 +13,9 @@ Then commit docs/samples/. The docs site inserts each file where a page says `{{
 checks that docs/samples/lineage.txt has the same shape (the same steps, fields and keys, in the same order), so
 a change to `ptft lineage` or to a stage's params or metrics fails that test until this script is rerun.
 
-`exp-show` runs `dvc exp run --temp test` for each point of the grid (in a temporary copy: the workspace is
-left as it is) (the target `test` stops before export and the
-comparison cells, which a finetune param would rerun too), named `docs-<lr>-<freeze>` so that a rerun replaces
+`exp-show` runs `dvc exp run --temp evaluate test` for each point of the grid (in a temporary copy: the workspace
+is left as it is; the targets stop before export and the comparison cells, which a finetune param would rerun
+too), then `ptft exp-show --md`. The experiments are named `docs-<lr>-<freeze>` so that a rerun replaces
 them; `dvc exp remove docs-...` drops them afterwards if you like.
 """
 
@@ -31,10 +31,7 @@ LINEAGE = ["ptft", "lineage", "models/finetuned"]
 # The grid docs/experiments.md shows:
 # dvc exp run --queue -S 'finetune.lr=1e-4,3e-4' -S 'finetune.freeze=none,embeddings'
 GRID = [(lr, freeze) for lr in ("1e-4", "3e-4") for freeze in ("none", "embeddings")]
-# `--drop '.*'` crashes DVC 3 here ("unexpected error - 'corpus'"): the dep corpus/ and prepare's `corpus` metric share
-# a column name, and DVC drops it twice. The lookahead leaves that one column to --keep's choice.
-EXP_SHOW = ["dvc", "exp", "show", "--md", "--drop", "(?!corpus$).*", "--keep",
-            r"Experiment|.*(test|evaluate)/metrics.json:(accuracy|macro_f1)|perplexity|finetune\.(lr|freeze)"]
+EXP_SHOW = [sys.executable, "-m", "ptft.cli", "exp-show", "--md"]  # `ptft exp-show --md`, as this interpreter runs it
 
 
 def _run(command: list[str], cwd: Path | None = None, check: bool = True) -> str:
@@ -57,13 +54,6 @@ def shorten_columns(table: str) -> str:
     return f"{header}\n{rest}"
 
 
-def drop_corpus_columns(table: str) -> str:
-    """Remove the `corpus` columns that the lookahead in EXP_SHOW has to leave in the table."""
-    rows = [line.strip("|").split("|") for line in table.splitlines()]
-    keep = [i for i, cell in enumerate(rows[0]) if cell.strip() != "corpus"]
-    return "\n".join("|" + "|".join(row[i] for i in keep) + "|" for row in rows)
-
-
 def exp_show_sample(cwd: Path | None = None) -> str:
     """The grid's experiments up to the test stage, then `dvc exp show --md` of the columns the docs keep."""
     names = [f"docs-{lr}-{freeze}" for lr, freeze in GRID]
@@ -72,7 +62,7 @@ def exp_show_sample(cwd: Path | None = None) -> str:
         # evaluate and test both: `test` alone would leave evaluate's (validation) scores those of the baseline.
         _run(["dvc", "exp", "run", "--temp", "evaluate", "test", "--name", name, "-S", f"finetune.lr={lr}", "-S",
               f"finetune.freeze={freeze}"], cwd)
-    return drop_corpus_columns(shorten_columns(_run(EXP_SHOW, cwd).strip())) + "\n"
+    return shorten_columns(_run(EXP_SHOW, cwd).strip()) + "\n"
 
 
 def main(argv: list[str]) -> None:

@@ -8,12 +8,14 @@ from ptft.pipeline.evaluation import validation_threshold
 from ptft.pipeline.modeling import classifier, freeze_parameters
 from ptft.pipeline.multilabel_pipeline import CUSTOM_PIPELINES, SOURCE
 from ptft.pipeline.params import finetune_seed
+from ptft.pipeline.pruning import trial_callbacks
 from ptft.pipeline.splits import stratified_subset
 from ptft.pipeline.stage import run_stage
 from ptft.pipeline.training import encode_labelled, finetune_classifier, open_live
 
 with run_stage("finetune", seed=finetune_seed) as run:
     finetune = run.params["finetune"]
+    pruning = trial_callbacks()  # a `ptft search` trial's run reports its validation curve, and may be stopped
     prepared = Path("data/prepared")
     labels = read_labels(prepared)
     # The subset first: a finetune.train_examples above the train split fails before the model loads.
@@ -31,7 +33,7 @@ with run_stage("finetune", seed=finetune_seed) as run:
     with run.output_dir("reports/finetune") as report, run.system_monitor():
         live = open_live(report)
         result, run.facts["speed"] = finetune_classifier(model, tokenizer, encode(train), encode(validation), finetune,
-                                                         run.seed, live, run.checkpoint_dir, run.runtime)
+                                                         run.seed, live, run.checkpoint_dir, run.runtime, pruning)
         result["frozen_parameters"] = frozen
         result["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         if multi_label:  # the decision threshold is chosen on validation (never on test) and kept in the config

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from ptft.experiments import HEADLINE
 from ptft.pipeline.data import SPLITS, near_duplicates
 from tests.conftest import copy_clone, dvc, run
 
@@ -89,7 +90,7 @@ def test_the_default_pre_training_text_is_the_train_split_and_is_warned_about_as
     clone, _ = smoke_run
     stats = load(clone / "reports/prepare_corpus/stats.json")
     train = pd.read_parquet(clone / "data/prepared/train.parquet")
-    assert stats["corpus"] == "train" and stats["documents"] == stats["documents_read"] == len(train)
+    assert stats["sources"] == "train" and stats["documents"] == stats["documents_read"] == len(train)
     assert stats["decontamination_removed"]["total"] == 0 and stats["tokenizer_sample_documents"] == len(train)
     assert stats["small_text"] and stats["warnings"][-1].startswith("the pre-training text is small")
 
@@ -184,6 +185,13 @@ def test_dvc_exp_show_holds_headline_metrics_and_shows_what_an_experiment_change
     assert len(changed) <= 40, changed
     everything = _header(dvc("exp", "show", "--md", cwd=clone).stdout)
     assert len(everything) > len(changed)  # every param and dep: DVC has no setting to narrow its default view
+    # ptft exp-show: the params the rows differ in and the headline metrics, whether or not they moved.
+    narrow = _header(run([sys.executable, "-m", "ptft.cli", "exp-show", "--md"], clone).stdout)
+    assert narrow[:3] == ["Experiment", "Created", "finetune.lr"] and len(narrow) == 3 + len(HEADLINE)
+    for (file, key), column in zip(HEADLINE, narrow[3:]):  # a name other files share is prefixed with its file
+        assert column in (key, f"{file}:{key}")
+    # Every column can be dropped: no dependency shares its column name with a metric (DVC 3 crashes on that).
+    assert "half-lr" in dvc("exp", "show", "--md", "--drop", ".*", "--keep", "Experiment", cwd=clone).stdout
 
 
 def test_plots_render_loss_curves_confusion_matrices_and_system_use(smoke_run):

@@ -74,6 +74,25 @@ def main(argv: list[str] | None = None) -> int:
                        help="characters per text (default: 100000)")
     serve.add_argument("--max-body-bytes", type=_positive, default=1_000_000,
                        help="bytes per request body (default: 1000000)")
+    exps = commands.add_parser("exp-show", help="dvc exp show narrowed to a terminal's width: the params the shown "
+                               "experiments changed and the headline metrics (validation, test, pre-training gain)")
+    exps.add_argument("--rev", action="append", help="git revision to show with its experiments (default: HEAD); "
+                                                     "repeat for several")
+    exps.add_argument("-n", "--num", type=_positive, default=1, help="show this many commits back from each --rev "
+                                                                     "(default: 1)")
+    exps.add_argument("--keep", action="append", default=[], help="a regex of more columns to show (as dvc exp "
+                                                                  "show --keep), e.g. 'finetune\\..*'; repeatable")
+    exps.add_argument("--sort-by", help="column to sort experiments by (as dvc exp show --sort-by)")
+    exps.add_argument("--sort-order", choices=("asc", "desc"), help="with --sort-by (default: asc)")
+    output = exps.add_mutually_exclusive_group()
+    output.add_argument("--md", action="store_true", help="print a markdown table")
+    output.add_argument("--csv", action="store_true", help="print CSV")
+    find = commands.add_parser("search", help="an Optuna study whose trials are DVC experiments, scored on "
+                               "validation (never test): seeded, resumable, pruned; report in reports/search/<study>/")
+    find.add_argument("file", help="the search file: the params to vary and how (see configs/search.yaml)")
+    find.add_argument("--trials", type=_positive, help="finished trials to reach (default: the file's `trials`)")
+    find.add_argument("--jobs", type=_positive, help="experiments at once, through DVC's queue workers "
+                                                     "(default: the file's `jobs`)")
     example = commands.add_parser("example-data", help="write the multi-label example corpus (BBC News articles "
                                   "tagged with their topic and keyword-derived tags, offline) as a text,tags CSV")
     example.add_argument("path", help="CSV file to write, e.g. data/tags.csv")
@@ -96,6 +115,21 @@ def main(argv: list[str] | None = None) -> int:
                 max_body_bytes=args.max_body_bytes, max_text_chars=args.max_text_chars, max_texts=args.max_texts,
                 max_batch=args.max_batch, batch_window=args.batch_window_ms / 1000, max_queue=args.max_queue,
                 batching=not args.no_batching), args.device)
+        elif args.command == "exp-show":
+            from ptft.experiments import show  # imports dvc: only when showing
+
+            dvc_args = ["--md"] * args.md + ["--csv"] * args.csv
+            dvc_args += ["--sort-by", args.sort_by] * bool(args.sort_by)
+            dvc_args += ["--sort-order", args.sort_order] * bool(args.sort_order)
+            return show(args.rev, args.num, dvc_args, args.keep)
+        elif args.command == "search":
+            from ptft.search import search
+
+            try:
+                search(args.file, args.trials, args.jobs)
+            except KeyboardInterrupt:
+                print(f"ptft search: interrupted; `ptft search {args.file}` resumes the study", file=sys.stderr)
+                return 130
         elif args.command == "example-data":
             from ptft.example_data import write_tagged_csv
 

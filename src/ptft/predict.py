@@ -129,11 +129,11 @@ class TorchClassifier:
     """A fine-tuned model directory run with PyTorch."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase):
-        from ptft.pipeline.evaluation import decision_threshold, is_multi_label_model
+        from ptft.pipeline.evaluation import decision_threshold, is_multi_label, label_names
 
         self.model, self.tokenizer = model, tokenizer
-        self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        self.multi_label, self.threshold = is_multi_label_model(model), decision_threshold(model)
+        self.labels = label_names(model.config)
+        self.multi_label, self.threshold = is_multi_label(model.config), decision_threshold(model.config)
 
     def predict_proba(self, texts: list[str], batch_size: int) -> np.ndarray:
         from ptft.pipeline.evaluation import predict_proba

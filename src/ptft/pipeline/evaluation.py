@@ -12,6 +12,7 @@ import torch
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -32,14 +33,19 @@ DEFAULT_THRESHOLD = 0.5  # for a multi-label model saved without config.threshol
 NONE = "(none)"  # a multi-label confusion matrix's row and column for "no label"
 
 
-def is_multi_label_model(model: PreTrainedModel) -> bool:
-    """Whether ``model`` scores each label on its own (sigmoid), as a multi-label classifier."""
-    return getattr(model.config, "problem_type", None) == MULTI_LABEL
+def label_names(config: PretrainedConfig) -> list[str]:
+    """A classifier's label names in the order of its label ids (its output columns)."""
+    return [config.id2label[i] for i in range(config.num_labels)]
 
 
-def decision_threshold(model: PreTrainedModel) -> float:
-    """The probability at or above which a multi-label model predicts a label (``config.threshold``)."""
-    threshold = getattr(model.config, "threshold", None)
+def is_multi_label(config: PretrainedConfig) -> bool:
+    """Whether the classifier scores each label on its own (sigmoid), as a multi-label classifier."""
+    return getattr(config, "problem_type", None) == MULTI_LABEL
+
+
+def decision_threshold(config: PretrainedConfig) -> float:
+    """The probability at or above which a multi-label classifier predicts a label (``config.threshold``)."""
+    threshold = getattr(config, "threshold", None)
     return DEFAULT_THRESHOLD if threshold is None else float(threshold)
 
 
@@ -49,7 +55,7 @@ def predict_proba(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, te
     """Class probabilities for ``texts`` (rows) in the order of the model's label ids (columns).
 
     A single-label model's rows sum to one (softmax); a multi-label model's columns are independent
-    probabilities (sigmoid), see :func:`is_multi_label_model`.
+    probabilities (sigmoid), see :func:`is_multi_label`.
     """
     model.eval()
 
@@ -57,7 +63,7 @@ def predict_proba(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, te
         return model(**{key: value.to(model.device) for key, value in batch.items()}).logits.float().cpu()
 
     return batched_probabilities(logits, tokenizer, texts, batch_size, model.config.num_labels,
-                                 is_multi_label_model(model), max_length)
+                                 is_multi_label(model.config), max_length)
 
 
 def validation_threshold(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, validation: pd.DataFrame,
@@ -93,13 +99,13 @@ def evaluate_split(model_dir: Path, split: pd.DataFrame, out_dir: Path, batch_si
     ``per_label.{json,png}``, ``confusion.{json,png}`` and ``predictions.csv`` for ``split`` (the ``split_name`` split)
     into ``out_dir``.
 
-    For a multi-label model (:func:`is_multi_label_model`) the metrics are
+    For a multi-label model (:func:`is_multi_label`) the metrics are
     :func:`~ptft.pipeline.metrics.multilabel_metrics` at the model's saved threshold, and the confusion matrix
     pairs each label with itself or with "(none)": per label, its hits, misses and false alarms.
     """
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    labels = label_names(model.config)
     rows = list(split["label"])
     unknown, count = unknown_labels(rows, labels)
     if unknown:
@@ -111,8 +117,8 @@ def evaluate_split(model_dir: Path, split: pd.DataFrame, out_dir: Path, batch_si
         )
     probs = predict_proba(model, tokenizer, list(split["text"]), batch_size)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if is_multi_label_model(model):
-        threshold = decision_threshold(model)
+    if is_multi_label(model.config):
+        threshold = decision_threshold(model.config)
         y_true, y_pred = multilabel_indicator(rows, labels), (probs >= threshold).astype(np.int64)
         metrics = multilabel_metrics(y_true, y_pred, labels)
         metrics = {**metrics, "threshold": threshold}

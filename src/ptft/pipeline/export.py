@@ -27,11 +27,10 @@ from transformers import (
 )
 
 from ptft.pipeline.evaluation import (
-    DEFAULT_THRESHOLD,
-    MULTI_LABEL,
     batched_probabilities,
     decision_threshold,
-    is_multi_label_model,
+    is_multi_label,
+    label_names,
     predict_proba,
 )
 from ptft.pipeline.metrics import classification_metrics, multilabel_indicator, multilabel_metrics
@@ -141,10 +140,8 @@ class OnnxClassifier:
         self.inputs = [value.name for value in self.session.get_inputs()]
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.config = AutoConfig.from_pretrained(model_dir)
-        self.labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
-        self.multi_label = getattr(self.config, "problem_type", None) == MULTI_LABEL
-        threshold = getattr(self.config, "threshold", None)
-        self.threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+        self.labels = label_names(self.config)
+        self.multi_label, self.threshold = is_multi_label(self.config), decision_threshold(self.config)
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         feed = {name: batch[name].numpy() for name in self.inputs}
@@ -166,19 +163,20 @@ def export_classifier(model_dir: Path, out: Path, validation: pd.DataFrame, sett
     """
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    texts, rows = list(validation["text"]), list(validation["label"])
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    multi_label, threshold = is_multi_label_model(model), decision_threshold(model)
+    texts, labels = list(validation["text"]), label_names(model.config)
+    multi_label, threshold = is_multi_label(model.config), decision_threshold(model.config)
+    if multi_label:
+        truth = multilabel_indicator(validation["label"], labels)
+    else:
+        label2id = {label: i for i, label in enumerate(labels)}
+        truth = np.array([label2id[row] for row in validation["label"]])
 
     def decide(probs: np.ndarray) -> np.ndarray:
         return (probs >= threshold).astype(np.int64) if multi_label else probs.argmax(-1)
 
     def scores(probs: np.ndarray) -> dict[str, float]:
-        if multi_label:
-            found = multilabel_metrics(multilabel_indicator(rows, labels), decide(probs), labels)
-        else:
-            label2id = {label: i for i, label in enumerate(labels)}
-            found = classification_metrics(np.array([label2id[row] for row in rows]), decide(probs), labels)
+        score = multilabel_metrics if multi_label else classification_metrics
+        found = score(truth, decide(probs), labels)
         return {"accuracy": found["accuracy"], "macro_f1": found["macro_f1"]}
 
     reference = predict_proba(model, tokenizer, texts, batch_size)

@@ -241,7 +241,7 @@ def corpus_stats(value: str | list[str], report: CorpusReport, shards: list[dict
     tokens = sum(s["token_count"] for s in shards)
     small = small_text_warning(tokens)
     return {
-        "corpus": value,
+        "sources": value,
         "documents_read": report.documents_read,
         "empty_removed": report.empty_removed,
         "duplicates_removed": report.duplicates_removed,

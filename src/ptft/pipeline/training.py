@@ -7,6 +7,7 @@ import math
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -392,6 +393,7 @@ def finetune_classifier(
     live: Live | None,
     work_dir: Path | None,
     runtime: dict[str, Any] | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Fine-tune, evaluate on validation every epoch and keep the epoch with the best macro-F1.
 
@@ -400,7 +402,8 @@ def finetune_classifier(
     written: the run lasts at least ``params["min_steps"]`` steps, is evaluated ``params["evals"]``
     times and keeps the best evaluation in memory. The model ends with the best evaluation's weights.
     ``params["layer_lr_decay"]`` below 1 gives each layer a smaller learning rate than the one
-    above it (see :func:`layerwise_param_groups`).
+    above it (see :func:`layerwise_param_groups`). ``callbacks`` join the Trainer's (a search trial's pruning,
+    which may stop the run but never changes what it writes).
     Returns the metrics of the best epoch and the run's speed (for the run log).
     """
     steps_per_epoch = math.ceil(len(train) / params["batch_size"])
@@ -437,7 +440,7 @@ def finetune_classifier(
         eval_dataset=validation,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=_compute_metrics,
-        callbacks=[c for c in (live_callback, keep_best) if c],
+        callbacks=[c for c in (live_callback, keep_best) if c] + list(callbacks),
         optimizers=(optimizer, None),
     )
     show_progress(trainer, "finetune")

@@ -1,0 +1,169 @@
+"""ptft search without DVC: the search file's checks, and the study's seeding, pruning, resuming and report,
+driven by a runner that scores a point at once. tests/test_search_pipeline.py runs real DVC experiments."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from ptft.pipeline.params import load_params
+from ptft.search.report import results_table, write_report
+from ptft.search.spec import SearchError, SearchSpec, load_spec
+from ptft.search.study import Run, Search, open_study
+
+PARAMS = load_params()
+SPACE = {"finetune.lr": {"low": 1e-5, "high": 1e-2, "log": True}, "finetune.warmup": {"low": 0.0, "high": 0.3},
+         "finetune.freeze": {"choices": ["none", "embeddings"]}}
+
+
+def _spec(**fields) -> SearchSpec:
+    return SearchSpec.model_validate({"study": "s", "trials": 5, "seeds": [1, 2], "startup_trials": 2,
+                                      "space": SPACE, "pruner": None, **fields})
+
+
+class Scorer:
+    """Scores a run from its point (best at lr 1e-3), as a runner would after fine-tuning; ``stop_at`` raises
+    KeyboardInterrupt in that run, as an interrupted search; ``bad`` runs are pruned (their first seed) or fail."""
+
+    def __init__(self, study: optuna.Study, stop_at: str | None = None, bad: str = "pruned"):
+        self.study, self.stop_at, self.bad, self.ran, self.stopped = study, stop_at, bad, [], []
+
+    def run(self, runs: list[Run], beat) -> dict[str, float | None]:
+        scores = {}
+        for run in runs:
+            if run.name == self.stop_at:
+                self.stop_at = None
+                raise KeyboardInterrupt
+            self.ran.append(run.name)
+            beat()
+            if run.values["finetune.freeze"] == "embeddings" and self.bad:
+                if self.bad == "pruned" and run.report:
+                    self.study._storage.set_trial_user_attr(run.trial_id, "pruned_at", {"evaluation": 1, "value": 0})
+                scores[run.name] = None
+                continue
+            lr, seed = run.values["finetune.lr"], run.values["finetune.seed"]
+            scores[run.name] = 1 - (math.log10(lr) + 3) ** 2 / 10 - run.values["finetune.warmup"] / 10 + seed / 1000
+        return scores
+
+    def failure(self, run: Run) -> str:
+        return "  finetune: error: made to fail"
+
+    def stop(self, runs: list[Run]) -> None:
+        self.stopped += [run.name for run in runs]
+
+
+def _search(tmp_path, spec: SearchSpec, seed: int = 42, db: str = "study.db", **scorer) -> tuple[optuna.Study, Scorer]:
+    study = open_study(spec, f"sqlite:///{tmp_path / db}", "abc123")
+    runner = Scorer(study, **scorer)
+    Search(spec, study, runner, seed, set(), log=lambda line: None).run()
+    return study, runner
+
+
+def _points(study: optuna.Study) -> list[dict]:
+    return [trial.params for trial in study.get_trials()]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"space": {"finetune.lrr": {"low": 1, "high": 2}}}, "space: 'finetune.lrr' is not a key of params.yaml "
+                                                         "(did you mean finetune.lr?)"),
+    ({"space": {"finetune.lr": {"low": 1e-3, "high": 1e-4}}}, "space.finetune.lr: an empty range: low (0.001) must be "
+                                                              "below high (0.0001)"),
+    ({"space": {"finetune.warmup": {"low": 0, "high": 0.3, "log": True}}}, "log: true needs low above 0"),
+    ({"space": {"finetune.pooling": {"choices": ["mean", "max"]}}}, "space.finetune.pooling: finetune.pooling='max' "
+                                                                    "is refused by params.yaml's schema: finetune."
+                                                                    "pooling"),
+    ({"space": {"finetune.lr": {"low": 0, "high": 1e-3}}}, "finetune.lr=0.0 is refused by params.yaml's schema"),
+    ({"space": {"finetune.epochs": {"choices": []}}}, "space.finetune.epochs.choices: List should have at least 1"),
+    ({"space": {"finetune.batch_size": {"low": 8, "high": 12.5}}}, "finetune.batch_size is a whole number"),
+    ({"space": {"finetune.seed": {"choices": [1, 2]}}}, "finetune.seed is what `seeds` sets for each run"),
+    ({"set": {"finetune.max_length": 4}}, "set: finetune.max_length=4 is refused by params.yaml's schema"),
+    ({"first": [{"finetune.warmup": 0.1}]}, "first[0]: give exactly the keys of space"),
+    ({"seeds": [1, 1]}, "seeds: [1, 1] repeat a seed"),
+    ({"trails": 3}, "trails: Extra inputs are not permitted"),
+    ({"study": "my study"}, "study: String should match pattern"),
+])
+def test_a_bad_search_file_is_one_line_naming_the_key(tmp_path, change, message):
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump({"study": "s", "space": {"finetune.lr": {"low": 1e-4, "high": 1e-3}}, **change}))
+    with pytest.raises(SearchError) as err:
+        load_spec(path, PARAMS)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith(f"{path}: ")
+
+
+def test_the_shipped_search_file_is_valid():
+    spec = load_spec("configs/search.yaml", PARAMS)
+    assert spec.set == {"finetune.train_examples": 100} and len(spec.seeds) == 3 and spec.trials >= 20
+
+
+def test_every_trial_runs_each_seed_and_scores_their_mean(tmp_path):
+    study, runner = _search(tmp_path, _spec(), bad="")
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 5
+    assert runner.ran[:2] == ["s-0-s1", "s-0-s2"]  # the first seed, then the others
+    for trial in trials:
+        scores = trial.user_attrs["scores"]
+        assert set(scores) == {"1", "2"} and trial.value == pytest.approx(sum(scores.values()) / 2)
+
+
+def test_the_same_seed_proposes_the_same_trials_and_another_seed_others(tmp_path):
+    first, _ = _search(tmp_path, _spec(), db="a.db")
+    again, _ = _search(tmp_path, _spec(), db="b.db")
+    other, _ = _search(tmp_path, _spec(), seed=7, db="c.db")
+    assert _points(first) == _points(again)  # the random start and the TPE trials after it
+    assert _points(first) != _points(other)
+
+
+def test_a_pruned_trial_counts_as_finished_and_a_failed_one_does_not(tmp_path):
+    spec = _spec(first=[{"finetune.lr": 1e-3, "finetune.warmup": 0.0, "finetune.freeze": "embeddings"}])
+    study, runner = _search(tmp_path, spec)
+    states = [t.state for t in study.get_trials()]
+    assert states[0] == TrialState.PRUNED and "s-0-s2" not in runner.ran  # its other seed never ran
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == 5
+    failing, _ = _search(tmp_path, spec, db="failing.db", bad="failed")
+    states = [t.state for t in failing.get_trials()]
+    assert states[0] == TrialState.FAIL and sum(s == TrialState.COMPLETE for s in states) == 5 - states.count(
+        TrialState.PRUNED)
+
+
+def test_an_interrupted_search_resumes_its_trial_and_proposes_what_an_uninterrupted_one_does(tmp_path):
+    spec = _spec(first=[{"finetune.lr": 1e-3, "finetune.warmup": 0.1, "finetune.freeze": "none"}])
+    whole, _ = _search(tmp_path, spec, db="whole.db", bad="")
+    study = open_study(spec, f"sqlite:///{tmp_path / 'resumed.db'}", "abc123")
+    runner = Scorer(study, stop_at="s-2-s2", bad="")  # trial 2's second seed: its first has finished
+    with pytest.raises(KeyboardInterrupt):
+        Search(spec, study, runner, 42, set(), log=lambda line: None).run()
+    assert runner.stopped == ["s-2-s1", "s-2-s2"] and study.get_trials()[2].state == TrialState.RUNNING
+    Search(spec, study, runner, 42, set(), log=lambda line: None).run()  # released at once: adopted, not redone
+    trials = study.get_trials()
+    assert [t.number for t in trials] == list(range(5)) and all(t.state == TrialState.COMPLETE for t in trials)
+    assert runner.ran.count("s-2-s1") == 2 and runner.ran.count("s-2-s2") == 1  # the runner reruns or reuses
+    assert _points(study) == _points(whole) and [t.value for t in trials] == [t.value for t in whole.get_trials()]
+
+
+def test_a_study_resumes_only_with_the_same_search_on_the_same_commit(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    open_study(_spec(), url, "abc123")
+    with pytest.raises(SearchError, match="was started with another search"):
+        open_study(_spec(seeds=[1, 2, 3]), url, "abc123")
+    open_study(_spec(trials=50, jobs=2), url, "abc123")  # more trials, more jobs: the same search
+    with pytest.raises(SearchError, match="ran its trials on commit abc123, and this is def456"):
+        open_study(_spec(), url, "def456")
+
+
+def test_the_report_names_the_best_trial_and_how_to_apply_it(tmp_path):
+    spec = _spec(first=[{"finetune.lr": 1e-3, "finetune.warmup": 0.0, "finetune.freeze": "embeddings"}])
+    study, _ = _search(tmp_path, spec)
+    write_report(study, spec, tmp_path / "report")
+    table = (tmp_path / "report/results.md").read_text()
+    best = max((t for t in study.get_trials() if t.value is not None), key=lambda t: t.value)
+    assert f"**Best: trial {best.number}**" in table
+    assert f"`dvc exp apply s-{best.number}-s1 && dvc repro test`" in table
+    assert "| 0 | pruned | 0.001 | 0 | embeddings |  |  |  | 1 (0.000) |" in table
+    assert table == results_table(study, spec)
+    for figure in ("history.png", "importances.png"):
+        assert (tmp_path / "report" / figure).read_bytes()[:4] == b"\x89PNG"
