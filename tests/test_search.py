@@ -82,6 +82,7 @@ def _points(study: optuna.Study) -> list[dict]:
     ({"space": {"finetune.seed": {"choices": [1, 2]}}}, "finetune.seed is what `seeds` sets for each run"),
     ({"set": {"finetune.max_length": 4}}, "set: finetune.max_length=4 is refused by params.yaml's schema"),
     ({"first": [{"finetune.warmup": 0.1}]}, "first[0]: give exactly the keys of space"),
+    ({"first": [{"finetune.lr": 1e-2}]}, "first[0]: finetune.lr=0.01 is outside space.finetune.lr"),
     ({"seeds": [1, 1]}, "seeds: [1, 1] repeat a seed"),
     ({"trails": 3}, "trails: Extra inputs are not permitted"),
     ({"study": "my study"}, "study: String should match pattern"),

@@ -6,8 +6,6 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 PARAMS_FILE = Path("params.yaml")
 
 
@@ -20,12 +18,17 @@ class ParamsError(UserError):
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a (possibly partial) params file as a nested dict."""
+    """Read a (possibly partial) params file as a nested dict, as DVC reads it: YAML 1.2, where ``1e-05`` (how
+    `dvc exp run -S finetune.lr=1e-5` writes it) is a number, not the string PyYAML's YAML 1.1 makes of it."""
+    from ruamel.yaml import YAML, YAMLError
+
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path} not found: run from the repository root, where params.yaml lives")
-    with path.open() as f:
-        params = yaml.safe_load(f) or {}
+    try:
+        params = YAML(typ="safe", pure=True).load(path) or {}
+    except YAMLError as err:
+        raise ParamsError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(params, dict):
         raise ParamsError(f"{path} must hold a mapping of param blocks, got {type(params).__name__}")
     return params

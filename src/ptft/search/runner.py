@@ -93,8 +93,8 @@ class DvcExperiments:
         """The validation scores of those of ``names`` that are finished experiments of the baseline."""
         import dvc.api
 
-        rows = [row for row in dvc.api.exp_show(repo=str(self.root), revs=self.baseline)
-                if row.get("Experiment") in names]
+        rows = [row for row in dvc.api.exp_show(repo=str(self.root), revs=self.baseline)  # a failed one's files
+                if row.get("Experiment") in names and row.get("State") == "Success"]  # are its baseline's
         column = column_name({key: None for row in rows for key in row}, METRICS, self.spec.objective)
         return {row["Experiment"]: float(row[column]) for row in rows if column and row.get(column) is not None}
 

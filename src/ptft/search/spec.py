@@ -137,6 +137,12 @@ def check_against_params(spec: SearchSpec, params: dict[str, Any], name: str) ->
         missing = sorted(set(spec.space) - set(trial))
         if missing or set(trial) - set(spec.space):
             raise SearchError(f"{name}: first[{i}]: give exactly the keys of space ({', '.join(spec.space)})")
+        for key, value in trial.items():
+            dist = spec.space[key]
+            outside = value not in dist.choices if isinstance(dist, Choices) else \
+                not (isinstance(value, int | float) and dist.low <= value <= dist.high)
+            if outside:
+                raise SearchError(f"{name}: first[{i}]: {key}={value!r} is outside space.{key}")
         _refused(base, trial, f"{name}: first[{i}]")
 
 
