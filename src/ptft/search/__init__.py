@@ -34,7 +34,11 @@ def storage_url(storage: str, root: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def search(file: str, trials: int | None = None, jobs: int | None = None, log: Any = print) -> Path:
+def _say(line: str) -> None:
+    print(line, flush=True)  # as it happens, also into a pipe or a log file
+
+
+def search(file: str, trials: int | None = None, jobs: int | None = None, log: Any = _say) -> Path:
     """Run (or resume) the study of the search file ``file`` in this repository; return its report directory."""
     from ptft.search.report import apply_commands, best_trial, write_report
     from ptft.search.runner import DvcExperiments

@@ -48,14 +48,17 @@ class DvcExperiments:
 
     def run(self, runs: list[Run], beat: Callable[[], None]) -> dict[str, float | None]:
         names = [run.name for run in runs]
-        scores = self.scores(names)
-        todo = [run for run in runs if scores.get(run.name) is None]
         statuses = self.statuses()
+        # Runs that an interrupted search left queued or running (a resumed trial): let them end first.
+        inherited = [run.name for run in runs if statuses.get(run.name) in ("Queued", "Running")]
+        if inherited:
+            self._wait(inherited, beat)
+        scores = self.scores(names)
+        todo = [run for run in runs if run.name not in scores]  # a run that finished before is reused
+        failed = [run.name for run in todo if self.statuses().get(run.name) == "Failed"]
+        if failed:  # a killed run of a resumed trial: run it again under its name
+            dvc("queue", "remove", *failed, root=self.root)
         for run in todo:
-            if statuses.get(run.name) in ("Queued", "Running"):
-                continue  # queued by the search that was interrupted: wait for it
-            if statuses.get(run.name) == "Failed":
-                dvc("queue", "remove", run.name, root=self.root)
             register(self.root, run.name, Registration(
                 storage=self.storage, study=self.spec.study, trial_id=run.trial_id, number=run.number,
                 metric=self.spec.objective, report=run.report,
@@ -64,7 +67,7 @@ class DvcExperiments:
                 *(arg for key, value in run.values.items() for arg in ("-S", override(key, value))), root=self.root)
         if todo:
             self._wait([run.name for run in todo], beat)
-        scores = self.scores(names)
+            scores = self.scores(names)
         for run in todo:
             registration_path(self.root, run.name).unlink(missing_ok=True)
         return {name: scores.get(name) for name in names}
