@@ -59,10 +59,12 @@ def results_table(study: optuna.Study, spec: SearchSpec) -> str:
     for trial in trials:
         scores = trial.user_attrs.get("scores", {})
         pruned = trial.user_attrs.get("pruned_at")
+        # A pruned trial's value is its last reported score, not a mean over seeds: left out.
+        mean = f"{trial.value:.4f}" if trial.state == TrialState.COMPLETE else ""
         cells = [str(trial.number), trial.state.name.lower(),
                  *(_value(trial.params[key]) if key in trial.params else "" for key in spec.space),
                  *(f"{scores[str(s)]:.4f}" if str(s) in scores else "" for s in spec.seeds),
-                 f"{trial.value:.4f}" if trial.value is not None else "",
+                 mean,
                  f"{pruned['evaluation']} ({pruned['value']:.3f})" if pruned else ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -78,7 +80,8 @@ def write_report(study: optuna.Study, spec: SearchSpec, out_dir: Path) -> None:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "results.md", results_table(study, spec))
-    trials = [{"number": t.number, "state": t.state.name.lower(), "params": t.params, "value": t.value,
+    trials = [{"number": t.number, "state": t.state.name.lower(), "params": t.params,
+               "value": t.value if t.state == TrialState.COMPLETE else None,
                "scores": t.user_attrs.get("scores"), "pruned_at": t.user_attrs.get("pruned_at")}
               for t in study.get_trials(deepcopy=False)]
     write_json(out_dir / "results.json", {"study": spec.study, "trials": trials})
