@@ -187,9 +187,9 @@ def test_dvc_exp_show_holds_headline_metrics_and_shows_what_an_experiment_change
     assert len(everything) > len(changed)  # every param and dep: DVC has no setting to narrow its default view
     # ptft exp-show: the params the rows differ in and the headline metrics, whether or not they moved.
     narrow = _header(run([sys.executable, "-m", "ptft.cli", "exp-show", "--md"], clone).stdout)
-    assert narrow[:3] == ["Experiment", "Created", "finetune.lr"] and len(narrow) == 3 + len(HEADLINE)
-    for (file, key), column in zip(HEADLINE, narrow[3:]):  # a name other files share is prefixed with its file
-        assert column in (key, f"{file}:{key}")
+    assert narrow[:2] == ["Experiment", "Created"] and "finetune.lr" in narrow and len(narrow) == 3 + len(HEADLINE)
+    for file, key in HEADLINE:  # a name that other files share is prefixed with its file
+        assert key in narrow or f"{file}:{key}" in narrow
     # Every column can be dropped: no dependency shares its column name with a metric (DVC 3 crashes on that).
     assert "half-lr" in dvc("exp", "show", "--md", "--drop", ".*", "--keep", "Experiment", cwd=clone).stdout
 
