@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import re
 
-from ptft.experiments import ALWAYS, columns, flat_keys, keep_pattern
+from ptft.experiments import ALWAYS, columns, keep_pattern
 
-PARAMS = {"seed": 0, "finetune": {"lr": 1e-4, "freeze": "none", "layers": [1, 2]}, "runtime": {}}
+PARAMS = {"seed": 0, "finetune": {"lr": 1e-4, "freeze": "none", "layers": [1, 2]}}
 
 
 def _row(**values: object) -> dict[str, object]:
     base = {"Experiment": None, "rev": "workspace", "Created": None, "seed": 0, "finetune.lr": 1e-4,
-            "finetune.freeze": "none", "finetune.layers": [1, 2], "runtime": {},
+            "finetune.freeze": "none", "finetune.layers": [1, 2],
             "reports/evaluate/metrics.json:accuracy": 0.9, "reports/test/metrics.json:accuracy": 0.8,
             "reports/pretrain/metrics.json:perplexity": 20.0,
             "reports/compare/objective-mlm/metrics.json:perplexity": 3.0}
     return {**base, **values}
-
-
-def test_flat_keys_name_params_as_dvc_columns_do():
-    assert flat_keys(PARAMS) == ["seed", "finetune.lr", "finetune.freeze", "finetune.layers", "runtime"]
 
 
 def test_columns_are_the_changed_params_then_the_headline_metrics_the_rows_have():

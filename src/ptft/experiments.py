@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ptft.pipeline.lineage import flatten
 from ptft.pipeline.params import PARAMS_FILE, UserError, read_yaml
 
 # The metrics every view shows, as (metrics file, key): validation and test scores, and whether pre-training
@@ -30,15 +31,6 @@ HEADLINE = [
     ("reports/compare/metrics.json", "pretrained_minus_tfidf.at_100.accuracy"),
 ]
 ALWAYS = ["Experiment", "Created", "State", "Executor"]  # DVC drops State and Executor itself when they are empty
-
-
-def flat_keys(params: dict[str, Any], prefix: str = "") -> list[str]:
-    """params.yaml's keys as DVC names them in its columns: nested keys joined with dots."""
-    keys = []
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        keys += flat_keys(value, f"{name}.") if isinstance(value, dict) and value else [name]
-    return keys
 
 
 def column_name(row: dict[str, Any], file: str, key: str) -> str | None:
@@ -59,7 +51,7 @@ def columns(rows: list[dict[str, Any]], params: dict[str, Any]) -> list[str]:
     names = set().union(*rows)
     everything = {name: None for name in names}  # look names up in the union of the rows' columns
     changed = []
-    for key in flat_keys(params):
+    for key in flatten(params):  # params.yaml's keys as DVC names them: nested keys joined with dots
         name = column_name(everything, PARAMS_FILE.name, key)
         if name and _differs([row.get(name) for row in rows]):
             changed.append(name)

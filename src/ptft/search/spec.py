@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from ptft.experiments import flat_keys
+from ptft.pipeline.lineage import flatten
 from ptft.pipeline.params import UserError
 
 SEED_KEY = "finetune.seed"  # what each of a trial's runs sets to one of `seeds`
@@ -114,7 +114,7 @@ def load_spec(path: str | Path, params: dict[str, Any]) -> SearchSpec:
 
 def check_against_params(spec: SearchSpec, params: dict[str, Any], name: str) -> None:
     """Every key a params key, every value one the schema accepts (with ``set`` applied)."""
-    known = flat_keys(params)
+    known = list(flatten(params))
     named = [("set", key) for key in spec.set] + [("space", key) for key in spec.space] + \
         [(f"first[{i}]", key) for i, trial in enumerate(spec.first) for key in trial]
     for where, key in named:
