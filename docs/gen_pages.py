@@ -61,6 +61,7 @@ SOURCES = {
     "corpus_benchmark": "benchmarks/results/corpus.json",
     "serve": "benchmarks/results/serve.json",
     "pretraining_text": "benchmarks/results/pretraining_text.json",
+    "search": "benchmarks/results/search.json",
 }
 # Markdown files a page may insert whole, and where figures may come from.
 INSERTABLE = ("reports/", "benchmarks/results/")

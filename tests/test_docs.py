@@ -115,6 +115,14 @@ def test_the_readme_headline_is_the_comparison_report():
     assert "reports/compare/results.md" in readme  # says where it comes from
 
 
+def test_the_readme_search_table_is_the_search_benchmark():
+    """README.md copies the measured search's table from benchmarks/results/search.md; it must not drift."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("**Does a hyperparameter search help?**"):]
+    rows = [row for row in section.split("\n\n")[1].splitlines() if row.startswith("|")]
+    assert rows == (ROOT / "benchmarks/results/search.md").read_text().splitlines()
+
+
 # ---- the generator, on a schema of its own ------------------------------------------------------------------
 
 Positive = Annotated[int, Field(gt=0)]

@@ -168,3 +168,25 @@ def test_the_report_names_the_best_trial_and_how_to_apply_it(tmp_path):
     assert table == results_table(study, spec)
     for figure in ("history.png", "importances.png"):
         assert (tmp_path / "report" / figure).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_runner_refuses_to_queue_from_a_changed_work_tree_or_another_commit(tmp_path):
+    import subprocess
+
+    from ptft.search.runner import DvcExperiments
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "params.yaml").write_text("seed: 1\n")
+    git("add", "params.yaml")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    runner = DvcExperiments(tmp_path, _spec(), "sqlite://", git("rev-parse", "HEAD"))
+    runner._check_unchanged()
+    (tmp_path / "params.yaml").write_text("seed: 2\n")
+    with pytest.raises(SearchError, match="params.yaml changed during the search"):
+        runner._check_unchanged()
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "two")
+    with pytest.raises(SearchError, match="HEAD moved during the search"):
+        runner._check_unchanged()

@@ -58,6 +58,8 @@ class DvcExperiments:
         failed = [run.name for run in todo if self.statuses().get(run.name) == "Failed"]
         if failed:  # a killed run of a resumed trial: run it again under its name
             dvc("queue", "remove", *failed, root=self.root)
+        if todo:
+            self._check_unchanged()
         for run in todo:
             register(self.root, run.name, Registration(
                 storage=self.storage, study=self.spec.study, trial_id=run.trial_id, number=run.number,
@@ -71,6 +73,20 @@ class DvcExperiments:
         for run in todo:
             registration_path(self.root, run.name).unlink(missing_ok=True)
         return {name: scores.get(name) for name in names}
+
+    def _check_unchanged(self) -> None:
+        """`dvc exp run --queue` puts the work tree's changes into the experiment: a file edited during a search
+        would end up in its later trials, which would no longer be experiments of the study's commit."""
+        def git(*args: str) -> str:
+            return subprocess.run(["git", *args], cwd=self.root, capture_output=True, text=True, check=True).stdout
+
+        if git("rev-parse", "HEAD").strip() != self.baseline:
+            raise SearchError(f"HEAD moved during the search; the study's trials run commit {self.baseline[:12]}: "
+                              "check it out again and rerun to resume")
+        changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines() if line]
+        if changed:
+            raise SearchError(f"{', '.join(changed[:5])} changed during the search; the trials must run the study's "
+                              "commit: commit or stash the change, check that commit out, and rerun to resume")
 
     def _wait(self, names: list[str], beat: Callable[[], None]) -> None:
         started = 0.0
