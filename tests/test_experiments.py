@@ -27,6 +27,12 @@ def test_columns_are_the_changed_params_then_the_headline_metrics_the_rows_have(
     ]
 
 
+def test_the_queue_columns_show_only_while_an_experiment_is_queued_running_or_failed():
+    done = [_row(State="Success"), _row(State=None, **{"finetune.lr": 3e-4})]
+    assert "State" not in columns(done, PARAMS)
+    assert columns([*done, _row(State="Running")], PARAMS)[:2] == ["State", "Executor"]
+
+
 def test_a_row_without_a_param_does_not_make_it_changed():
     rows = [_row(**{"finetune.freeze": None}), _row()]  # e.g. a commit from before the key existed
     assert "finetune.freeze" not in columns(rows, PARAMS)

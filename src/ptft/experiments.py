@@ -30,7 +30,8 @@ HEADLINE = [
     ("reports/compare/metrics.json", "pretrained_minus_scratch.at_100.accuracy"),
     ("reports/compare/metrics.json", "pretrained_minus_tfidf.at_100.accuracy"),
 ]
-ALWAYS = ["Experiment", "Created", "State", "Executor"]  # DVC drops State and Executor itself when they are empty
+ALWAYS = ["Experiment", "Created"]
+QUEUE = ["State", "Executor"]  # shown while the rows include queued, running or failed experiments
 
 
 def column_name(row: dict[str, Any], file: str, key: str) -> str | None:
@@ -57,7 +58,8 @@ def columns(rows: list[dict[str, Any]], params: dict[str, Any]) -> list[str]:
             changed.append(name)
     metrics = [name for file, key in HEADLINE if (name := column_name(everything, file, key))
                and any(row.get(name) is not None for row in rows)]
-    return changed + metrics
+    queue = QUEUE if any(row.get("State") not in (None, "Success") for row in rows) else []
+    return queue + changed + metrics
 
 
 def keep_pattern(names: list[str]) -> str:
