@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
+from ptft.pipeline.artifacts import save_loaded_tokenizer
 from ptft.pipeline.tokenizer import SPECIAL_TOKENS, save_tokenizer, train_tokenizer
 
 TEXTS = [
@@ -52,6 +53,16 @@ def test_round_trip_through_auto_tokenizer(tok, tmp_path):
     assert loaded.get_vocab() == tok.get_vocab()
     assert loaded.mask_token_id == 4 and loaded.pad_token_id == 0
     assert loaded.model_max_length == 128
+
+
+def test_a_loaded_tokenizer_saves_the_same_bytes_online_and_offline(tok, tmp_path):
+    """HF_HUB_OFFLINE=1 loads with local_files_only=True, which save_pretrained would write into the config."""
+    save_tokenizer(tok, tmp_path / "tokenizer")
+    for offline in (False, True):
+        loaded = AutoTokenizer.from_pretrained(tmp_path / "tokenizer", local_files_only=offline)
+        save_loaded_tokenizer(loaded, tmp_path / str(offline))
+    online, offline = (tmp_path / name / "tokenizer_config.json" for name in ("False", "True"))
+    assert online.read_bytes() == offline.read_bytes() and "local_files_only" not in offline.read_text()
 
 
 def test_training_is_deterministic(tok):

@@ -12,7 +12,10 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @contextmanager
@@ -97,3 +100,11 @@ def unwritable(paths: Iterable[str | Path]) -> list[str]:
     blocked = {str(directory) for path in paths for directory in Path(path).parents
                if directory.is_dir() and not os.access(directory, os.W_OK)}
     return sorted(blocked)
+
+
+def save_loaded_tokenizer(tokenizer: PreTrainedTokenizerBase, out: str | Path) -> None:
+    """``tokenizer.save_pretrained(out)`` without the options it was loaded with: transformers writes
+    ``local_files_only`` (true under HF_HUB_OFFLINE=1) into tokenizer_config.json, which would make a stage's
+    output depend on the environment it ran in, not only on its declared inputs."""
+    tokenizer.init_kwargs.pop("local_files_only", None)
+    tokenizer.save_pretrained(out)

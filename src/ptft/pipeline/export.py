@@ -26,6 +26,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from ptft.pipeline.artifacts import save_loaded_tokenizer
 from ptft.pipeline.evaluation import (
     batched_probabilities,
     decision_threshold,
@@ -183,7 +184,7 @@ def export_classifier(model_dir: Path, out: Path, validation: pd.DataFrame, sett
     weights = sum(file.stat().st_size for file in model_dir.glob("*.safetensors"))
     metrics: dict[str, Any] = {"documents": len(texts), "pytorch": {**scores(reference), "size_mb": _mb(weights)}}
     model.config.save_pretrained(out)  # the labels, problem type and threshold, beside the tokenizer
-    tokenizer.save_pretrained(out)
+    save_loaded_tokenizer(tokenizer, out)
     export_onnx(model, tokenizer, out / ONNX_FILE, settings["opset"])
     variants = [("onnx", ONNX_FILE)] + ([("int8", INT8_FILE)] if settings["quantize"] else [])
     if settings["quantize"]:

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ptft.pipeline.artifacts import atomic_dir, storage_problem, unwritable, write_json, write_text
+from ptft.pipeline.artifacts import (
+    atomic_dir,
+    save_loaded_tokenizer,
+    storage_problem,
+    unwritable,
+    write_json,
+    write_text,
+)
 from ptft.pipeline.cards import model_card
 from ptft.pipeline.hub import hub_identity, parse_hub, unpinned_warning
 from ptft.pipeline.lineage import LINEAGE_FILE, environment, fingerprint, lineage_record, stage_inputs, stage_outputs
@@ -106,7 +113,7 @@ class StageRun:
             for file in files:
                 shutil.copyfile(file, out / file.name)
             model.save_pretrained(out)
-            tokenizer.save_pretrained(out)
+            save_loaded_tokenizer(tokenizer, out)
             lineage = self.write_lineage(out, artifact, metrics, **extra)
             write_text(out / "README.md", model_card(lineage=lineage, **card))
 
