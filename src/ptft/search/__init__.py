@@ -63,7 +63,7 @@ def search(file: str, trials: int | None = None, jobs: int | None = None, log: A
     runner = DvcExperiments(root, spec, url, baseline)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        Search(spec, study, runner, seed, whole, log).run(after_round=lambda: write_report(study, spec, out))
+        Search(spec, study, runner, seed, whole, log).run(at_end=lambda: write_report(study, spec, out))
     finally:
         signal.signal(signal.SIGTERM, previous)
     best = best_trial(study)

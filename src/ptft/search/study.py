@@ -114,18 +114,20 @@ class Search:
         self.active: list[FrozenTrial] = []  # the trials this search runs now (heartbeats, release on interrupt)
         self.last_beat = 0.0
 
-    def run(self, after_round: Callable[[], None] = lambda: None) -> None:
+    def run(self, at_end: Callable[[], None] = lambda: None) -> None:
+        """Run rounds until the study is done; ``at_end`` runs then, or when the search stops (the report: written
+        only then, since a tracked file changed during the search would go into its later trials' experiments)."""
         started = time.monotonic()
         try:
             while self._round():
-                after_round()
+                pass
         except KeyboardInterrupt:
             self._release()
             raise
         finally:
             spent = self.study.user_attrs.get("wall_seconds", 0) + time.monotonic() - started
             self.study.set_user_attr("wall_seconds", round(spent, 1))
-            after_round()
+            at_end()
 
     def _round(self) -> bool:
         """Start (or adopt) up to ``jobs`` trials and finish them; False once the study has enough."""
