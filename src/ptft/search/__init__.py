@@ -22,7 +22,13 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+    from ptft.search.spec import SearchError
+
+    found = subprocess.run(["git", *args], capture_output=True, text=True)
+    if found.returncode:  # not a git repository, or one without a commit: a search runs on a commit
+        raise SearchError(f"git {args[0]} failed ({found.stderr.strip()}); run ptft search in a git clone of the "
+                          "project, with its work committed")
+    return found.stdout.strip()
 
 
 def storage_url(storage: str, root: Path) -> str:

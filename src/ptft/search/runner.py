@@ -53,9 +53,10 @@ class DvcExperiments:
         inherited = [run.name for run in runs if statuses.get(run.name) in ("Queued", "Running")]
         if inherited:
             self._wait(inherited, beat)
+            statuses = self.statuses()
         scores = self.scores(names)
         todo = [run for run in runs if run.name not in scores]  # a run that finished before is reused
-        failed = [run.name for run in todo if self.statuses().get(run.name) == "Failed"]
+        failed = [run.name for run in todo if statuses.get(run.name) == "Failed"]
         if failed:  # a killed run of a resumed trial: run it again under its name
             dvc("queue", "remove", *failed, root=self.root)
         if todo:
