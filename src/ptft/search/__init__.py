@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ptft.pipeline.params import PARAMS_FILE, load_params
+from ptft.pipeline.params import PARAMS_FILE, load_params, require
 
 REPORTS = Path("reports/search")
 
@@ -48,7 +48,7 @@ def search(file: str, trials: int | None = None, jobs: int | None = None, log: A
     """Run (or resume) the study of the search file ``file`` in this repository; return its report directory."""
     from ptft.search.report import apply_commands, best_trial, write_report
     from ptft.search.runner import DvcExperiments
-    from ptft.search.spec import SearchError, load_spec, param_value, with_values
+    from ptft.search.spec import SearchError, load_spec, with_values
     from ptft.search.study import Search, open_study
 
     root = Path.cwd()
@@ -63,7 +63,7 @@ def search(file: str, trials: int | None = None, jobs: int | None = None, log: A
     baseline = _git("rev-parse", "HEAD")
     url = storage_url(spec.storage, root)
     study = open_study(spec, url, baseline)
-    whole = {key for key in spec.space if type(param_value(params, key)) is int}
+    whole = {key for key in spec.space if type(require(params, key)) is int}
     seed = with_values(params, spec.set)["seed"]
     out = REPORTS / spec.study
     runner = DvcExperiments(root, spec, url, baseline)

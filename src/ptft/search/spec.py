@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from ptft.pipeline.lineage import flatten
-from ptft.pipeline.params import UserError
+from ptft.pipeline.params import UserError, require
 
 SEED_KEY = "finetune.seed"  # what each of a trial's runs sets to one of `seeds`
 
@@ -127,7 +127,7 @@ def check_against_params(spec: SearchSpec, params: dict[str, Any], name: str) ->
     base = with_values(params, spec.set)
     _refused(params, spec.set, f"{name}: set")
     for key, dist in spec.space.items():
-        if isinstance(dist, Range) and type(param_value(params, key)) is int:
+        if isinstance(dist, Range) and type(require(params, key)) is int:
             if not (dist.low.is_integer() and dist.high.is_integer()):
                 raise SearchError(f"{name}: space.{key}: {key} is a whole number; give low and high as integers")
         values = dist.choices if isinstance(dist, Choices) else [dist.low, dist.high]
@@ -153,14 +153,6 @@ def _refused(params: dict[str, Any], values: dict[str, Any], where: str) -> None
     if found:
         shown = ", ".join(f"{key}={value!r}" for key, value in values.items())
         raise SearchError(f"{where}: {shown} is refused by params.yaml's schema: {found[0]}")
-
-
-def param_value(params: dict[str, Any], key: str) -> Any:
-    """The value of the dotted ``key`` in ``params``."""
-    node: Any = params
-    for part in key.split("."):
-        node = node[part]
-    return node
 
 
 def with_values(params: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
