@@ -1,44 +1,30 @@
 """Stage finetune: sequence classification from the pre-trained model, from scratch, or from a checkpoint
 (one label per document, or a set of labels: multi-label)."""
 
-from pathlib import Path
-
-from ptft.pipeline.data import is_multi_label, read_labels, read_split
 from ptft.pipeline.evaluation import validation_threshold
-from ptft.pipeline.modeling import classifier, freeze_parameters
+from ptft.pipeline.finetuning import finetune_inputs
 from ptft.pipeline.multilabel_pipeline import CUSTOM_PIPELINES, SOURCE
 from ptft.pipeline.params import finetune_seed
 from ptft.pipeline.pruning import trial_callbacks
-from ptft.pipeline.splits import stratified_subset
 from ptft.pipeline.stage import run_stage
-from ptft.pipeline.training import encode_labelled, finetune_classifier, open_live
+from ptft.pipeline.training import finetune_classifier, open_live
 
 with run_stage("finetune", seed=finetune_seed) as run:
     finetune = run.params["finetune"]
     pruning = trial_callbacks()  # a `ptft search` trial's run reports its validation curve, and may be stopped
-    prepared = Path("data/prepared")
-    labels = read_labels(prepared)
-    # The subset first: a finetune.train_examples above the train split fails before the model loads.
-    train = stratified_subset(read_split(prepared, "train"), finetune["train_examples"], run.seed)
-    multi_label = is_multi_label(train)
-    model, tokenizer = classifier(finetune["init"], run.params["model"], Path("data/tokenizer"), labels,
-                                  finetune["pooling"], multi_label)
-    frozen = freeze_parameters(model, finetune["freeze"])
-    validation = read_split(prepared, "validation")
-    label2id = model.config.label2id
-    encode = lambda df: encode_labelled(list(df["text"]), list(df["label"]), label2id, tokenizer,  # noqa: E731
-                                        finetune["max_length"])
+    inputs = finetune_inputs(run.params, run.seed)
+    model, tokenizer, labels, multi_label = inputs.model, inputs.tokenizer, inputs.labels, inputs.multi_label
 
     # The report is renamed into place only when complete.
     with run.output_dir("reports/finetune") as report, run.system_monitor():
         live = open_live(report)
-        result, run.facts["speed"] = finetune_classifier(model, tokenizer, encode(train), encode(validation), finetune,
+        result, run.facts["speed"] = finetune_classifier(model, tokenizer, inputs.train, inputs.validation, finetune,
                                                          run.seed, live, run.checkpoint_dir, run.runtime, pruning)
-        result["frozen_parameters"] = frozen
+        result["frozen_parameters"] = inputs.frozen
         result["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         if multi_label:  # the decision threshold is chosen on validation (never on test) and kept in the config
             result["threshold"] = model.config.threshold = validation_threshold(
-                model, tokenizer, validation, labels, finetune["batch_size"], finetune["max_length"])
+                model, tokenizer, inputs.validation_rows, labels, finetune["batch_size"], finetune["max_length"])
             model.config.custom_pipelines = CUSTOM_PIPELINES
         for key, value in result.items():
             live.log_metric(key, value, plot=False)

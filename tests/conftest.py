@@ -97,5 +97,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that runs the real pipeline (it uses the smoke clone) as ``e2e``, so that
     ``pytest -m "not e2e"`` runs the unit tests alone."""
     for item in items:
-        if {"smoke_clone", "smoke_run"} & set(getattr(item, "fixturenames", ())):
+        if {"smoke_clone", "smoke_run", "default_clone"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)

@@ -82,8 +82,8 @@ def test_stages_are_read_as_dvc_resolves_them(repo):
     inputs = stage_inputs("evaluate", params)
     assert list(inputs["deps"]) == ["stages/evaluate.py", "src/ptft/pipeline", "data/prepared/validation.parquet",
                                     "models/finetuned"]
-    assert inputs["params"] == {"seed": 42, "runtime.threads": 2, "runtime.deterministic": True,
-                                "evaluate.batch_size": params["evaluate"]["batch_size"]}
+    assert inputs["params"] == {"seed": 42, "runtime.threads": 2, "runtime.kernels": "avx2",
+                                "runtime.deterministic": True, "evaluate.batch_size": params["evaluate"]["batch_size"]}
 
 
 def test_lineage_records_data_inputs_and_software_but_no_code_or_git_state(repo):

@@ -17,9 +17,10 @@ from typing import Any
 
 import yaml
 
-from ptft.pipeline.lineage import LINEAGE_FILE, dvc_repo, environment, flatten, md5_path
+from ptft.pipeline.lineage import LINEAGE_FILE, dvc_repo, environment, fingerprint, flatten, md5_path, run_environment
 
 LOCK_FILE = "dvc.lock"
+RUN_LOGS = Path("logs")
 
 
 class LineageError(ValueError):
@@ -104,17 +105,56 @@ def reproduce(artifact: str, stage: str, source: dict[str, str] | None) -> dict[
     return {"restore": f"{go} && dvc checkout {artifact}", "rebuild": f"{go} && dvc repro -f {stage}"}
 
 
+def run_log_entry(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The last successful run in ``logs/<stage>.jsonl`` that built from exactly this record's params and data:
+    the machine and tools that ran it (the run log is local: a clone, or an artifact pulled from a remote, has
+    none)."""
+    path = RUN_LOGS / f"{record['stage']}.jsonl"
+    if not path.is_file():
+        return None
+    key = fingerprint({"params": record["params"], "deps": record["deps"]})
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return next((e for e in reversed(entries) if e.get("status") == "succeeded" and e.get("lineage_inputs") == key),
+                None)
+
+
 def environment_drift(records: list[dict[str, Any]]) -> list[str]:
-    """How the running software and hardware differ from those that built each record's artifact."""
+    """How the running software differs from the software that built each record's artifact."""
     now = environment(0)  # the thread count is a param, which a rebuild sets as recorded
     drift: list[str] = []
     for record in records:
         built = record["environment"]
-        pairs = [("Python", built["python"], now["python"]), ("device", built["device"], now["device"])]
+        pairs = [("Python", built["python"], now["python"])]
         pairs += [(name, version, now["packages"].get(name)) for name, version in built["packages"].items()]
         drift += [f"{record['artifact']}: {name} {was} when built, {here or 'not installed'} here"
                   for name, was, here in pairs if was != here]
     return drift
+
+
+def machine_drift(record: dict[str, Any], entry: dict[str, Any] | None) -> list[str]:
+    """What to expect from a rebuild of ``record``'s artifact on this machine, given the machine that built it
+    (its run-log ``entry``): the differences docs/reproducibility.md says change the bytes."""
+    from ptft.pipeline.kernels import kernel_facts
+
+    kernels = flatten(record["params"]).get("runtime.kernels")
+    now = kernel_facts()
+    notes = []
+    if kernels == "avx2" and "avx2" not in now["cpu"]["vector_extensions"]:
+        notes.append("this CPU lacks AVX2, which runtime.kernels: avx2 needs: a rebuild here will differ")
+    if entry is None or "machine" not in entry:
+        return notes
+    built, device = entry["machine"], entry["environment"].get("device")
+    if device != run_environment(0)["device"]:
+        notes.append(f"built on {device}, this is {run_environment(0)['device']}: a rebuild here will differ "
+                     "(bit-exact holds on the same device and software)")
+    elif kernels in (None, "native") and built["torch_cpu_capability"] != now["torch_cpu_capability"]:
+        notes.append(f"built with native kernels on {built['torch_cpu_capability']}, this machine picks "
+                     f"{now['torch_cpu_capability']}: a rebuild here will differ in the last bits, and training "
+                     "grows them (runtime.kernels: avx2 gives the same bytes on both)")
+    elif kernels == "avx2" and built["cpu"]["vendor"] != now["cpu"]["vendor"]:
+        notes.append(f"built on a {built['cpu']['vendor']} CPU, this is {now['cpu']['vendor']}: oneMKL documents its "
+                     "AVX2 reproducibility mode for Intel CPUs only (docs/reproducibility.md says what was measured)")
+    return notes
 
 
 def lineage(artifact: str | Path) -> dict[str, Any]:
@@ -141,7 +181,8 @@ def lineage(artifact: str | Path) -> dict[str, Any]:
         out, dep, dep_md5 = queue.pop(0)
         record, found_in = _read(out, dep, dep_md5)
         stage = (_producer_of(out, producers) or (out, "?"))[1]
-        steps.append({"artifact": out, "stage": stage, "found_in": found_in, "record": record})
+        steps.append({"artifact": out, "stage": stage, "found_in": found_in, "record": record,
+                      "run_log": run_log_entry(record) if record else None})
         for upstream_dep, upstream_md5 in (record or {}).get("deps", {}).items():
             producer = _producer_of(upstream_dep, producers)
             if producer is not None and producer[0] not in seen:
@@ -159,6 +200,8 @@ def lineage(artifact: str | Path) -> dict[str, Any]:
         "recorded_by": source,
         "reproduce": reproduce(start, (_producer_of(start, producers) or (start, start))[1], source),
         "environment_drift": environment_drift([s["record"] for s in steps if s["record"]]),
+        "machine_drift": [f"{s['record']['artifact']}: {note}" for s in steps if s["record"]
+                          for note in machine_drift(s["record"], s["run_log"])],
     }
 
 
@@ -167,12 +210,23 @@ def _field(name: str, items: list[str]) -> str:
                          break_long_words=False, break_on_hyphens=False)
 
 
-def _step(record: dict[str, Any], found_in: str) -> list[str]:
+def _machine(entry: dict[str, Any] | None) -> str:
+    """Where the run log says the artifact was built: device, CPU, kernels, and the tools' versions."""
+    if entry is None or "machine" not in entry:
+        return "no run log of it here (built on another machine, or before run logs named the machine)"
+    machine, packages = entry["machine"], entry["environment"]["packages"]
+    tools = ", ".join(f"{n} {packages[n]}" for n in ("dvc", "dvclive") if packages.get(n))
+    return (f"{entry['environment']['device']}, {machine['cpu']['model']} ({machine['torch_cpu_capability']} "
+            f"kernels), {entry['started'][:10]}; {tools}")
+
+
+def _step(record: dict[str, Any], found_in: str, entry: dict[str, Any] | None = None) -> list[str]:
     env = record["environment"]
     packages = ", ".join(f"{n} {v}" for n, v in env["packages"].items() if v and n in ("torch", "transformers"))
     lines = [
         f"{record['artifact']}  <- stage {record['stage']}   (lineage from the {found_in})",
-        f"    built on    {env['device']}, {env['threads']} threads, Python {env['python']}, {packages}",
+        f"    built with  {env['threads']} threads, Python {env['python']}, {packages}",
+        f"    built on    {_machine(entry)}",
         _field("params", [f"{k}={'null' if v is None else v}" for k, v in flatten(record["params"]).items()]),
         _field("metrics", [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in flatten(record["metrics"]).items()]),
@@ -201,7 +255,7 @@ def render(found: dict[str, Any]) -> str:
     lines = [f"{found['artifact']}: md5 {found['md5']}, {state}", ""]
     for step in found["steps"]:
         record = step["record"]
-        lines += (_step(record, step["found_in"]) if record else
+        lines += (_step(record, step["found_in"], step["run_log"]) if record else
                   [f"{step['artifact']}  <- stage {step['stage']}: {step['found_in']}"]) + [""]
     source = found["recorded_by"]
     if source is None:
@@ -212,9 +266,12 @@ def render(found: dict[str, Any]) -> str:
         commands = found["reproduce"]
         lines += [f"recorded by: {where} (its dvc.lock holds this md5, with the code and params that built it)",
                   f"    {commands['restore']}   # restore it (from the DVC cache, or `dvc pull` first)",
-                  f"    {commands['rebuild']}   # rebuild it bit for bit (same hardware, software, threads)"]
+                  f"    {commands['rebuild']}   # rebuild it bit for bit (same software and threads)"]
     drift = found["environment_drift"]
     lines += ["", "environment: " + ("as when built" if not drift else
                                      "differs from when built, so a rebuild may not be bit-exact:")]
     lines += [f"    {line}" for line in drift]
+    if found["machine_drift"]:
+        lines += ["machine: differs from the one that built it in a way that changes the bytes:"]
+        lines += [f"    {line}" for line in found["machine_drift"]]
     return "\n".join(lines)

@@ -19,10 +19,11 @@ def _table(header: tuple[str, str], rows: dict[str, Any]) -> str:
 def _source(lineage: dict[str, Any]) -> str:
     env = lineage["environment"]
     versions = ", ".join(f"{name} {version}" for name, version in env["packages"].items() if version)
-    return (f"Built by the stage `{lineage['stage']}` on {env['device']} with {env['threads']} threads, "
-            f"Python {env['python']}, {versions}.\n\n`ptft lineage <this directory>` prints the whole chain back "
+    return (f"Built by the stage `{lineage['stage']}` with {env['threads']} threads, Python {env['python']}, "
+            f"{versions}.\n\n`ptft lineage <this directory>` prints the whole chain back "
             "to the raw corpus, finds the commit (or experiment) whose `dvc.lock` records this directory's hash, "
-            "and prints the command that rebuilds it bit for bit (same hardware, software and thread count). "
+            "and prints the command that rebuilds it bit for bit (same software and thread count; see ptft's "
+            "docs/reproducibility.md for which machines agree). "
             "`lineage.json` holds the params, input hashes and environment in machine-readable form.")
 
 

@@ -29,7 +29,11 @@ if TYPE_CHECKING:
     from dvc.stage import Stage
 
 LINEAGE_FILE = "lineage.json"
-PACKAGES = ("ptft", "torch", "transformers", "tokenizers", "datasets", "numpy", "scikit-learn", "dvc", "dvclive")
+# The software that computes an artifact's bytes: its versions are part of the artifact's lineage.
+PACKAGES = ("ptft", "torch", "transformers", "tokenizers", "datasets", "numpy", "scikit-learn")
+# The software around it, and the machine: in the run log only, so that an upgrade of dvc, or another CPU that
+# computes the same bytes, leaves the artifact's hash as it was.
+TOOL_PACKAGES = ("dvc", "dvclive", "onnxruntime")
 # Deps under these folders are code: dvc.lock records their hashes, and lineage.json leaves them out.
 CODE_FOLDERS = ("stages/", "src/")
 
@@ -109,16 +113,28 @@ def fingerprint(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def environment(threads: int) -> dict[str, Any]:
-    """The software and hardware a bit-exact rebuild needs to match."""
-    packages = {}
-    for name in PACKAGES:
+def _versions(names: tuple[str, ...]) -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in names:
         try:
-            packages[name] = importlib.metadata.version(name)
+            versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
-            packages[name] = None
-    device = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else f"cpu ({platform.machine()})"
-    return {"python": platform.python_version(), "packages": packages, "device": device, "threads": threads}
+            versions[name] = None
+    return versions
+
+
+def environment(threads: int) -> dict[str, Any]:
+    """The software a bit-exact rebuild needs to match (with the params, which hold the threads and kernels)."""
+    return {"python": platform.python_version(), "packages": _versions(PACKAGES), "threads": threads}
+
+
+def run_environment(threads: int) -> dict[str, Any]:
+    """:func:`environment`, plus the tools around the stage and the device: what the run log records."""
+    env = environment(threads)
+    env["packages"].update(_versions(TOOL_PACKAGES))
+    env["device"] = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else \
+        f"cpu ({platform.machine()})"
+    return env
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -132,6 +148,11 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def lineage_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The part of a stage's inputs (:func:`stage_inputs`) that its lineage.json records: params and data deps."""
+    return {"params": inputs["params"], "deps": {dep: md5 for dep, md5 in inputs["deps"].items() if not is_code(dep)}}
+
+
 def lineage_record(stage: str, artifact: str, params: dict[str, Any], inputs: dict[str, Any],
                    metrics: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """The lineage of ``artifact``, built by ``stage`` from ``params`` and ``inputs`` (see :func:`stage_inputs`):
@@ -139,8 +160,7 @@ def lineage_record(stage: str, artifact: str, params: dict[str, Any], inputs: di
     return {
         "artifact": artifact,
         "stage": stage,
-        "params": inputs["params"],
-        "deps": {dep: md5 for dep, md5 in inputs["deps"].items() if not is_code(dep)},
+        **lineage_inputs(inputs),
         **extra,
         "metrics": metrics,
         "environment": environment(params["runtime"]["threads"]),

@@ -8,6 +8,7 @@ import random
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 
 def setup_runtime(seed: int, threads: int, deterministic: bool = True) -> None:
@@ -24,6 +25,8 @@ def setup_runtime(seed: int, threads: int, deterministic: bool = True) -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.set_num_threads(max(1, threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    # NumPy's and SciPy's OpenBLAS (the TF-IDF baseline's solver) would use every core of the machine.
+    threadpool_limits(limits=threads, user_api="blas")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

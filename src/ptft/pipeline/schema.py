@@ -62,6 +62,9 @@ class Runtime(Block):
 
     threads: Positive
     """CPU threads, shared by torchrun's processes; CPU results are bit-exact only for the same count"""
+    kernels: Literal["avx2", "avx512", "native"]
+    """the CPU kernels' instruction set: avx2 (the same bytes on every x86-64 CPU with AVX2) | avx512 | native
+    (each library picks the fastest its CPU has; bytes then differ across CPUs)"""
     deterministic: bool
     """false: cuDNN autotuning and TF32 matmuls on GPUs (faster; reruns no longer bit-exact)"""
     launch: Annotated[str, Field(min_length=1)]

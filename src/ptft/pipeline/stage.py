@@ -27,7 +27,16 @@ from ptft.pipeline.artifacts import (
 )
 from ptft.pipeline.cards import model_card
 from ptft.pipeline.hub import hub_identity, parse_hub, unpinned_warning
-from ptft.pipeline.lineage import LINEAGE_FILE, environment, fingerprint, lineage_record, stage_inputs, stage_outputs
+from ptft.pipeline.kernels import KernelError, apply_kernels, kernel_facts
+from ptft.pipeline.lineage import (
+    LINEAGE_FILE,
+    fingerprint,
+    lineage_inputs,
+    lineage_record,
+    run_environment,
+    stage_inputs,
+    stage_outputs,
+)
 from ptft.pipeline.params import UserError, load_params
 from ptft.pipeline.runtime import is_main_process, setup_runtime, wait_for_all_processes
 
@@ -144,6 +153,10 @@ def run_stage(name: str, seed: Callable[[dict[str, Any]], int] = lambda params: 
     """
     try:
         params = load_params()
+        try:
+            apply_kernels(params["runtime"])
+        except KernelError as err:
+            raise UserError(str(err)) from None
         run = StageRun(name, params, seed(params), {})
         setup_runtime(run.seed, run.threads, params["runtime"]["deterministic"])
         run.inputs = stage_inputs(name, params)
@@ -197,7 +210,10 @@ def _append_run_log(run: StageRun, status: str, started: float) -> None:
         "cwd": os.getcwd(),
         "command": [sys.executable, *sys.argv],
         "inputs_fingerprint": fingerprint(run.inputs) if run.inputs else None,
-        "environment": environment(run.threads),
+        # What ptft lineage matches an artifact's lineage.json by (it holds no code hashes).
+        "lineage_inputs": fingerprint(lineage_inputs(run.inputs)) if run.inputs else None,
+        "environment": run_environment(run.threads),
+        "machine": kernel_facts(),
         **run.facts,
     }
     try:

@@ -383,6 +383,62 @@ def _divisor_near(n: int, target: int) -> int:
     return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - target), d))
 
 
+def finetune_trainer(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train: Dataset,
+    validation: Dataset,
+    params: dict[str, Any],
+    seed: int,
+    live: Live | None,
+    work_dir: Path | None,
+    runtime: dict[str, Any] | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+    **overrides: Any,
+) -> tuple[Trainer, KeepBest | None]:
+    """The Trainer :func:`finetune_classifier` runs, and the callback that keeps the best evaluation's weights in
+    memory when nothing is saved (``work_dir=None``). ``overrides`` replace its evaluation and checkpoint
+    schedule (``ptft.op_trace`` runs bare steps)."""
+    steps_per_epoch = math.ceil(len(train) / params["batch_size"])
+    if work_dir:  # evaluate and checkpoint every epoch; the Trainer reloads the best one at the end
+        schedule = {"eval_strategy": "epoch", "save_strategy": "epoch", "save_total_limit": 1,
+                    "load_best_model_at_end": True, "metric_for_best_model": "macro_f1", "greater_is_better": True}
+    else:  # the comparison's runs: at least min_steps optimizer steps, evaluated `evals` times
+        epochs = max(params["epochs"], math.ceil(params["min_steps"] / steps_per_epoch))
+        params = {**params, "epochs": epochs}
+        schedule = {"eval_strategy": "steps", "eval_steps": max(1, steps_per_epoch * epochs // params["evals"]),
+                    "save_strategy": "no"}
+    args = training_arguments(
+        params,
+        seed,
+        work_dir or Path(tempfile.gettempdir()) / "ptft-unsaved",  # written to only when saving
+        "finetune",
+        runtime,
+        # About four loss points per epoch, on a step that divides the epoch: a run resumed from an
+        # epoch checkpoint then logs the same averaged losses as an uninterrupted one.
+        logging_steps=_divisor_near(steps_per_epoch, steps_per_epoch // 4),
+        **{**schedule, **overrides},
+    )
+    live_callback = LiveCallback(live) if live is not None else None
+    keep_best = None if work_dir else KeepBest(model)
+    decay = params.get("layer_lr_decay", 1.0)
+    optimizer = None
+    if decay != 1.0:  # otherwise the Trainer's own AdamW, with one learning rate
+        groups = layerwise_param_groups(model, params["lr"], decay, params["weight_decay"])
+        optimizer = torch.optim.AdamW(groups, lr=params["lr"])
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=validation,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=_compute_metrics,
+        callbacks=[c for c in (live_callback, keep_best) if c] + list(callbacks),
+        optimizers=(optimizer, None),
+    )
+    return show_progress(trainer, "finetune"), keep_best
+
+
 def finetune_classifier(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -406,44 +462,9 @@ def finetune_classifier(
     which may stop the run but never changes what it writes).
     Returns the metrics of the best epoch and the run's speed (for the run log).
     """
-    steps_per_epoch = math.ceil(len(train) / params["batch_size"])
-    if work_dir:  # evaluate and checkpoint every epoch; the Trainer reloads the best one at the end
-        schedule = {"eval_strategy": "epoch", "save_strategy": "epoch", "save_total_limit": 1,
-                    "load_best_model_at_end": True, "metric_for_best_model": "macro_f1", "greater_is_better": True}
-    else:  # the comparison's runs: at least min_steps optimizer steps, evaluated `evals` times
-        epochs = max(params["epochs"], math.ceil(params["min_steps"] / steps_per_epoch))
-        params = {**params, "epochs": epochs}
-        schedule = {"eval_strategy": "steps", "eval_steps": max(1, steps_per_epoch * epochs // params["evals"]),
-                    "save_strategy": "no"}
-    args = training_arguments(
-        params,
-        seed,
-        work_dir or Path(tempfile.gettempdir()) / "ptft-unsaved",  # written to only when saving
-        "finetune",
-        runtime,
-        # About four loss points per epoch, on a step that divides the epoch: a run resumed from an
-        # epoch checkpoint then logs the same averaged losses as an uninterrupted one.
-        logging_steps=_divisor_near(steps_per_epoch, steps_per_epoch // 4),
-        **schedule,
-    )
-    live_callback = LiveCallback(live) if live is not None else None
-    keep_best = None if work_dir else KeepBest(model)
-    decay = params.get("layer_lr_decay", 1.0)
-    optimizer = None
-    if decay != 1.0:  # otherwise the Trainer's own AdamW, with one learning rate
-        groups = layerwise_param_groups(model, params["lr"], decay, params["weight_decay"])
-        optimizer = torch.optim.AdamW(groups, lr=params["lr"])
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train,
-        eval_dataset=validation,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=_compute_metrics,
-        callbacks=[c for c in (live_callback, keep_best) if c] + list(callbacks),
-        optimizers=(optimizer, None),
-    )
-    show_progress(trainer, "finetune")
+    trainer, keep_best = finetune_trainer(model, tokenizer, train, validation, params, seed, live, work_dir, runtime,
+                                          callbacks)
+    live_callback = next((c for c in trainer.callback_handler.callbacks if isinstance(c, LiveCallback)), None)
     _train(trainer, live_callback, last_checkpoint(work_dir) if work_dir else None)
     if keep_best:
         keep_best.restore()
