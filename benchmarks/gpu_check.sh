@@ -15,7 +15,8 @@
 #   3. speed: benchmarks/throughput.py with runtime.bf16 off, then on (the default params' model, after a
 #      prepare with the default params; --quick: the smoke model and `throughput.py --quick`).
 #   4. one JSON report, default benchmarks/results/gpu_check.json: every part's outcome, time and log tail,
-#      the device, torch, CUDA, cuDNN and transformers versions, and the commit. Without a GPU the report
+#      the GPU (model, compute capability, driver, CUDA, cuBLAS and cuDNN: what decides its kernels, so what a
+#      bit-exact result holds for), the torch and transformers versions, and the commit. Without a GPU the report
 #      says so ("gpu_found": false) and goes to $TMPDIR/ptft-gpu_check-dry-run.json unless --out is given:
 #      a CPU dry run is no GPU result.
 #
@@ -138,6 +139,8 @@ import torch
 import transformers
 import yaml
 
+from ptft.pipeline.kernels import gpu_info
+
 parts, out, gpu, quick, seconds, budget, stages = (Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "1",
                                                     sys.argv[4] == "1", int(sys.argv[5]), int(sys.argv[6]),
                                                     sys.argv[7:])
@@ -198,9 +201,9 @@ report = {
     "note": ("a GPU run" if gpu else "no GPU found: a dry run on CPU, which checks that the script works; "
              "its numbers are no GPU result"),
     "device": torch.cuda.get_device_name() if gpu else "cpu",
-    "device_capability": list(torch.cuda.get_device_capability()) if gpu else None,
+    # Bit-exact results hold for the same GPU model and software: these name both.
+    "gpu": gpu_info() if gpu else None,
     "torch": torch.__version__, "cuda": torch.version.cuda,
-    "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
     "transformers": transformers.__version__, "commit": commit, "quick": quick,
     "seconds": seconds, "budget_seconds": budget,
     "strict_steps": strict, "repro": repro, "throughput": throughput,

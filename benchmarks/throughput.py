@@ -14,6 +14,10 @@ Measures, in one run:
 
 Usage (after `dvc repro prepare`):  python benchmarks/throughput.py [--config configs/smoke.yaml] [--quick]
 Writes benchmarks/results/throughput.json and throughput.md.
+
+``--kernels avx2 native compatible`` measures instead what ``runtime.kernels`` costs: pretrain and finetune
+steps of the real path under each setting, each in a process of its own (the libraries read their kernel
+settings when they load), alternating the settings round by round in one run. Writes kernels.json and kernels.md.
 """
 
 from __future__ import annotations
@@ -23,11 +27,18 @@ import copy
 import json
 import math
 import platform
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from ptft.pipeline.kernels import kernel_facts, pin  # first: ptft.pipeline pins params.yaml's runtime.kernels
+
+if __name__ == "__main__" and "--segment" in sys.argv:  # a --kernels child: its own setting, before torch loads
+    pin(sys.argv[sys.argv.index("--segment") + 1])
 
 import numpy as np
 import psutil
@@ -369,6 +380,74 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ms_per_step(timer: StepTimes, warmup: int) -> float:
+    return 1000 * (timer.times[-1] - timer.times[warmup]) / (len(timer.times) - 1 - warmup)
+
+
+def kernel_segment(params: dict[str, Any], steps: int, warmup: int) -> dict[str, Any]:
+    """ms per optimizer step of the real pretrain path and of fine-tuning (the finetune stage's Trainer, from
+    random weights), in this process's kernel setting."""
+    from ptft.pipeline.finetuning import finetune_inputs
+    from ptft.pipeline.training import finetune_trainer
+
+    setup_runtime(params["seed"], params["runtime"]["threads"], params["runtime"]["deterministic"])
+    train, validation = read_split_dataset(PREPARED, "train"), read_split_dataset(PREPARED, "validation")
+    result: dict[str, Any] = {"kernels": kernel_facts()}
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer, timer = build_trainer(params, params["pretrain"], train, validation, steps, Path(tmp) / "pretrain")
+        trainer.train()
+        result["pretrain_ms_per_step"] = _ms_per_step(timer, warmup)
+        scratch = deep_merge(params, {"finetune": {"init": "scratch"}})
+        inputs = finetune_inputs(scratch, params["seed"])
+        trainer, _ = finetune_trainer(inputs.model, inputs.tokenizer, inputs.train, inputs.validation,
+                                      scratch["finetune"], params["seed"], None, Path(tmp) / "finetune",
+                                      params["runtime"], max_steps=steps, eval_strategy="no", save_strategy="no",
+                                      load_best_model_at_end=False)
+        timer = StepTimes()
+        trainer.add_callback(timer)
+        trainer.train()
+        result["finetune_ms_per_step"] = _ms_per_step(timer, warmup)
+    return result
+
+
+def kernel_costs(settings: list[str], config: Path | None, steps: int, rounds: int) -> dict[str, Any]:
+    """Each setting's ms per step, the median of ``rounds`` child processes, the settings' order alternating."""
+    samples: dict[str, list[dict[str, Any]]] = {setting: [] for setting in settings}
+    for round_ in range(rounds):
+        for setting in settings if round_ % 2 == 0 else settings[::-1]:
+            cmd = [sys.executable, __file__, "--segment", setting, "--steps", str(steps)]
+            done = subprocess.run(cmd + (["--config", str(config)] if config else []), capture_output=True, text=True,
+                                  check=True)
+            samples[setting].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    median = lambda values: sorted(values)[len(values) // 2]  # noqa: E731
+    base = settings[0]
+    result: dict[str, Any] = {"steps": steps, "rounds": rounds, "baseline": base, "settings": {}}
+    for setting, runs in samples.items():
+        entry = {key: median([r[key] for r in runs]) for key in ("pretrain_ms_per_step", "finetune_ms_per_step")}
+        entry["rounds"] = [{k: round(r[k], 1) for k in entry} for r in runs]
+        entry["kernels"] = runs[0]["kernels"]
+        result["settings"][setting] = entry
+    for entry in result["settings"].values():
+        for key in ("pretrain", "finetune"):
+            entry[f"{key}_time_over_{base}"] = entry[f"{key}_ms_per_step"] / \
+                result["settings"][base][f"{key}_ms_per_step"]
+    return result
+
+
+def kernels_markdown(result: dict[str, Any]) -> str:
+    base = result["baseline"]
+    cpu = next(iter(result["settings"].values()))["kernels"]["cpu"]
+    lines = [f"CPU: {cpu['model']} ({cpu['vendor']}); median of {result['rounds']} rounds of {result['steps']} steps, "
+             "each setting in its own process, alternating.\n",
+             f"| runtime.kernels | torch kernels | pretrain ms/step | finetune ms/step | time vs {base}: pretrain / "
+             "finetune |", "| --- | --- | --- | --- | --- |"]
+    for setting, r in result["settings"].items():
+        lines.append(f"| {setting} | {r['kernels']['torch_cpu_capability']} | {r['pretrain_ms_per_step']:.1f} | "
+                     f"{r['finetune_ms_per_step']:.1f} | {r[f'pretrain_time_over_{base}']:.2f} / "
+                     f"{r[f'finetune_time_over_{base}']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, help="a partial params file merged over params.yaml")
@@ -376,10 +455,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternations of the real path and the bare loop")
     parser.add_argument("--quick", action="store_true", help="a few steps of everything (checks the script runs)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--kernels", nargs="+", metavar="SETTING",
+                        help="measure runtime.kernels settings against the first instead (kernels.json)")
+    parser.add_argument("--segment", help=argparse.SUPPRESS)  # one --kernels measurement, in its own process
     args = parser.parse_args()
     params = load_params()
     if args.config:
         params = deep_merge(params, read_yaml(args.config))
+    if args.segment:
+        print(json.dumps(kernel_segment(params, args.steps, 5)))
+        return
+    if args.kernels:
+        result = kernel_costs(args.kernels, args.config, args.steps, args.rounds)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "kernels.json").write_text(json.dumps(result, indent=2) + "\n")
+        (args.out / "kernels.md").write_text(kernels_markdown(result))
+        print(kernels_markdown(result))
+        return
     steps, warmup, rounds = (6, 2, 1) if args.quick else (args.steps, 5, args.rounds)
     setup_runtime(params["seed"], params["runtime"]["threads"], params["runtime"]["deterministic"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -390,7 +482,7 @@ def main() -> None:
         result = {
             "model": f"{params['model']['family']} {params['model']['layers']}x{params['model']['hidden']}",
             "seq_len": params["pretrain"]["seq_len"], "batch_size": params["pretrain"]["batch_size"],
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "peak": peak,
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "kernels": kernel_facts(), "peak": peak,
             "overhead": overhead_and_mfu(params, train, validation, device, peak["peak_flops"], steps, rounds, warmup,
                                          work),
             "scaling": scaling(params, train, validation, max(steps // 2, warmup + 3), warmup, work),

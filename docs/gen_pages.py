@@ -62,6 +62,8 @@ SOURCES = {
     "serve": "benchmarks/results/serve.json",
     "pretraining_text": "benchmarks/results/pretraining_text.json",
     "search": "benchmarks/results/search.json",
+    "kernels": "benchmarks/results/kernels.json",
+    "cross_cpu": "benchmarks/results/cross_cpu.json",
 }
 # Markdown files a page may insert whole, and where figures may come from.
 INSERTABLE = ("reports/", "benchmarks/results/")

@@ -20,7 +20,7 @@ from ptft.cli import main
 from ptft.pipeline.lineage import environment, fingerprint, lineage_record, md5_path, stage_inputs, stage_outputs
 from ptft.pipeline.params import read_yaml
 from ptft.pipeline.stage import run_stage
-from ptft.trace import _from_cache, environment_drift, recorded_by, reproduce
+from ptft.trace import _from_cache, environment_drift, machine_drift, recorded_by, reproduce, run_log_entry
 from tests.conftest import GIT_IDENTITY, ROOT
 
 
@@ -169,6 +169,41 @@ def test_run_stage_keys_checkpoints_to_inputs_and_logs_each_run(repo, capsys):
     assert [entry["status"] for entry in log] == ["succeeded", "failed"]
     assert log[0]["inputs_fingerprint"] == first.name != log[1]["inputs_fingerprint"]
     assert all(entry["wall_seconds"] >= 0 and entry["host"] for entry in log)
+    # The machine that ran it: CPU, torch's kernels, threads and every kernel variable; the tools' versions
+    assert log[0]["machine"]["torch_cpu_capability"] and log[0]["machine"]["variables"]["MKL_CBWR"] == "AVX2,STRICT"
+    assert log[0]["environment"]["packages"]["dvc"] and log[0]["environment"]["device"].startswith("cpu")
+
+
+def test_the_run_log_entry_of_an_artifact_is_found_by_its_recorded_inputs(repo):
+    record = {"stage": "evaluate", "params": {"seed": 1}, "deps": {"data/x": "0"}}
+    key = fingerprint({"params": record["params"], "deps": record["deps"]})
+    (repo / "logs").mkdir()
+    entries = [{"status": "succeeded", "lineage_inputs": key, "n": 1}, {"status": "failed", "lineage_inputs": key},
+               {"status": "succeeded", "lineage_inputs": "other"}]
+    (repo / "logs/evaluate.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    assert run_log_entry(record)["n"] == 1
+    assert run_log_entry({**record, "deps": {"data/x": "1"}}) is None
+
+
+def test_machine_drift_says_when_this_machine_would_build_other_bytes():
+    from ptft.pipeline.kernels import kernel_facts
+    from ptft.pipeline.lineage import run_environment
+
+    here = {"machine": kernel_facts(), "environment": run_environment(2)}
+    other_kernels = {**here, "machine": {**here["machine"], "torch_cpu_capability": "SOMETHING_ELSE"}}
+    amd = {**here, "machine": {**here["machine"], "cpu": {**here["machine"]["cpu"], "vendor": "AuthenticAMD"}}}
+    gpu = {**here, "environment": {**here["environment"], "device": "cuda (NVIDIA H100)"}}
+
+    def record(kernels: str) -> dict:
+        return {"artifact": "models/pretrained", "params": {"runtime": {"kernels": kernels}}}
+
+    assert machine_drift(record("avx2"), here) == [] and machine_drift(record("native"), here) == []
+    assert machine_drift(record("avx2"), None) == []  # no run log here: nothing known to compare
+    assert "this machine picks" in machine_drift(record("native"), other_kernels)[0]
+    assert machine_drift(record("avx2"), other_kernels) == []  # pinned: the machine's own choice does not matter
+    assert "AVX2 reproducibility mode for Intel CPUs only" in machine_drift(record("avx2"), amd)[0]
+    assert machine_drift(record("compatible"), amd) == []
+    assert "built on cuda (NVIDIA H100)" in machine_drift(record("avx2"), gpu)[0]
 
 
 def test_fingerprint_is_stable_and_order_independent():

@@ -24,6 +24,10 @@ SETTINGS: dict[str, dict[str, str]] = {
     "native": {},
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2",
              "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"},
+    # oneMKL's AVX2 branch is for Intel CPUs: on others it falls back to its own dispatch. Its COMPATIBLE branch
+    # (SSE2) gives the same bytes on Intel and AMD CPUs, at a cost (docs/speed.md).
+    "compatible": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                   "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"},
     "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AVX512,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
                "OPENBLAS_CORETYPE": "SkylakeX"},
 }
@@ -119,10 +123,21 @@ def kernel_facts() -> dict[str, Any]:
 
 
 def gpu_info() -> dict[str, Any]:
-    """The GPU and the CUDA libraries that decide its kernels."""
+    """The GPU and the software that decides its kernels: compute capability, driver, CUDA, cuBLAS and cuDNN."""
+    import importlib.metadata
+    import subprocess
+
     import torch
 
     major, minor = torch.cuda.get_device_capability(0)
-    return {"name": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}",
-            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-            "cublas": getattr(torch.backends.cuda, "cublas_version", lambda: None)()}
+    try:
+        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i", "0"],
+                                capture_output=True, text=True, timeout=30).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        driver = None
+    # cuBLAS comes with PyPI's torch as a package of its own (nvidia-cublas-cu12 and the like).
+    cublas = next((dist.version for dist in importlib.metadata.distributions()
+                   if (dist.metadata["Name"] or "").lower().startswith("nvidia-cublas")), None)
+    return {"name": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}", "driver": driver,
+            "cuda": torch.version.cuda, "cublas": cublas,
+            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None}

@@ -62,9 +62,10 @@ class Runtime(Block):
 
     threads: Positive
     """CPU threads, shared by torchrun's processes; CPU results are bit-exact only for the same count"""
-    kernels: Literal["avx2", "avx512", "native"]
-    """the CPU kernels' instruction set: avx2 (the same bytes on every x86-64 CPU with AVX2) | avx512 | native
-    (each library picks the fastest its CPU has; bytes then differ across CPUs)"""
+    kernels: Literal["avx2", "compatible", "avx512", "native"]
+    """the CPU kernels, pinned for the same bytes on other CPUs: avx2 (Intel CPUs with AVX2) | compatible (Intel
+    and AMD CPUs with AVX2; slower) | avx512 (CPUs with AVX-512) | native (each library picks its fastest; bytes
+    then differ across CPU models)"""
     deterministic: bool
     """false: cuDNN autotuning and TF32 matmuls on GPUs (faster; reruns no longer bit-exact)"""
     launch: Annotated[str, Field(min_length=1)]
