@@ -233,11 +233,11 @@ def lineage_shape(text: str) -> list[tuple[str, ...]]:
             shape.append(("artifact", match[1]))
         elif match := re.match(r"^(\S+)  <- stage (\S+?)(?::|\s|$)", line):
             shape.append(("step", match[1], match[2]))
-        elif match := re.match(r"^    (built on|params|metrics|corpus|init)\s+(.*)$", line):
-            field = [match[1], *([] if match[1] == "built on" else [match[2]])]
+        elif match := re.match(r"^    (built with|built on|params|metrics|corpus|init)\s+(.*)$", line):
+            field = [match[1], *([] if match[1].startswith("built") else [match[2]])]
         elif match := re.match(r"^      [=!] (\S+)", line):
             shape.append(("input", match[1]))
-        elif match := re.match(r"^(    inputs|recorded by|environment)\b", line):
+        elif match := re.match(r"^(    inputs|recorded by|environment|machine)\b", line):
             shape.append((match[1].strip(),))
         elif re.match(r"^    \S", line):  # the restore and rebuild commands, the environment's drift: values
             continue
