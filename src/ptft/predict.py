@@ -129,7 +129,7 @@ class TorchClassifier:
     """A fine-tuned model directory run with PyTorch."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase):
-        from ptft.pipeline.evaluation import decision_threshold, is_multi_label, label_names
+        from ptft.pipeline.labels import decision_threshold, is_multi_label, label_names
 
         self.model, self.tokenizer = model, tokenizer
         self.labels = label_names(model.config)
@@ -207,7 +207,7 @@ def write_predictions(model_dir: str, source: str, output: str, column: str | li
     if output != "-" and not Path(output).absolute().parent.is_dir():
         raise PredictError(f"--output '{output}': the directory {Path(output).parent} does not exist; create it first")
     ids, texts = read_records(source, column, id_column)
-    from ptft.pipeline.evaluation import MULTI_LABEL  # imports transformers: only once the input has been read
+    from ptft.pipeline.labels import MULTI_LABEL
 
     present = [i for i, text in enumerate(texts) if text.strip()]
     config = json.loads((locate(path)[0] / "config.json").read_text(encoding="utf-8"))

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from ptft.pipeline.data import DataError, decode_bytes, is_parquet, prepared_file
 from ptft.pipeline.hub import HubError, HubRef, resolve_revision
-from ptft.pipeline.schema import CORPUS_ENTRIES, HUB_SOURCE
+from ptft.pipeline.sources import CORPUS_ENTRIES, HUB_SOURCE
 
 TRAIN = "train"
 # Local pre-training text lives under this folder, which prepare_corpus declares as a DVC dependency:

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from ptft.pipeline.hub import HubError, hub_identity, parse_hub, unpinned_warning
 from ptft.pipeline.params import UserError
-from ptft.pipeline.schema import FILE_FORMATS, SUPPORTED_SOURCES
+from ptft.pipeline.sources import FILE_FORMATS, SUPPORTED_SOURCES
 
 if TYPE_CHECKING:
     import datasets

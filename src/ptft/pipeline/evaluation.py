@@ -12,12 +12,12 @@ import torch
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
-    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
 from ptft.pipeline.artifacts import write_json
+from ptft.pipeline.labels import decision_threshold, is_multi_label, label_names
 from ptft.pipeline.metrics import (
     choose_threshold,
     classification_metrics,
@@ -28,25 +28,7 @@ from ptft.pipeline.metrics import (
 )
 from ptft.pipeline.plots import write_confusion, write_per_label
 
-MULTI_LABEL = "multi_label_classification"  # config.problem_type of a multi-label model
-DEFAULT_THRESHOLD = 0.5  # for a multi-label model saved without config.threshold
 NONE = "(none)"  # a multi-label confusion matrix's row and column for "no label"
-
-
-def label_names(config: PretrainedConfig) -> list[str]:
-    """A classifier's label names in the order of its label ids (its output columns)."""
-    return [config.id2label[i] for i in range(config.num_labels)]
-
-
-def is_multi_label(config: PretrainedConfig) -> bool:
-    """Whether the classifier scores each label on its own (sigmoid), as a multi-label classifier."""
-    return getattr(config, "problem_type", None) == MULTI_LABEL
-
-
-def decision_threshold(config: PretrainedConfig) -> float:
-    """The probability at or above which a multi-label classifier predicts a label (``config.threshold``)."""
-    threshold = getattr(config, "threshold", None)
-    return DEFAULT_THRESHOLD if threshold is None else float(threshold)
 
 
 @torch.inference_mode()

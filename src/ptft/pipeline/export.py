@@ -28,13 +28,8 @@ from transformers import (
 )
 
 from ptft.pipeline.artifacts import save_loaded_tokenizer
-from ptft.pipeline.evaluation import (
-    batched_probabilities,
-    decision_threshold,
-    is_multi_label,
-    label_names,
-    predict_proba,
-)
+from ptft.pipeline.evaluation import batched_probabilities, predict_proba
+from ptft.pipeline.labels import decision_threshold, is_multi_label, label_names
 from ptft.pipeline.metrics import classification_metrics, multilabel_indicator, multilabel_metrics
 from ptft.pipeline.params import UserError
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptft.pipeline.params import UserError
-from ptft.pipeline.schema import HUB_SOURCE
+from ptft.pipeline.sources import HUB_SOURCE
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
 REPO_TYPES = ("dataset", "model")

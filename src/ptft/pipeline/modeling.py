@@ -22,8 +22,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from ptft.pipeline.evaluation import MULTI_LABEL
 from ptft.pipeline.hub import HubError, model_snapshot
+from ptft.pipeline.labels import MULTI_LABEL
 from ptft.pipeline.params import ParamsError
 
 FAMILIES = ("modernbert", "bert")

