@@ -22,16 +22,18 @@ CORPUS = Path("data/corpus")
 kind, name = (sys.argv[1], sys.argv[2]) if len(sys.argv) > 2 else ("main", None)
 stage, artifact, reports = {
     "main": ("pretrain", "models/pretrained", "reports/pretrain"),
-    "objective": (f"pretrain_objective@{name}", f"models/objective-{name}", f"reports/compare/objective-{name}"),
-    "continued": (f"pretrain_continued@{name}", f"models/continued-{name}", f"reports/compare/continued-{name}"),
+    "objective": (f"pretrain_objective@{name}", f"models/objective-{name}",
+                  f"reports/compare/pretraining/objective-{name}"),
+    "continued": (f"pretrain_continued@{name}", f"models/continued-{name}",
+                  f"reports/compare/pretraining/continued-{name}"),
 }[kind]
 with run_stage(stage) as run:
-    pretrain, compare = run.params["pretrain"], run.params["compare"]
+    pretrain = run.params["pretrain"]
     if kind == "objective":
-        pretrain = {**pretrain, **compare["objective_settings"][name]}
+        pretrain = {**pretrain, **run.params["compare"]["objective_settings"][name]}
     elif kind == "continued":
-        pretrain = {**pretrain, "objective": "mlm", "max_steps": None, "tokens": None, **compare["continued_settings"],
-                    "init": name}
+        pretrain = {**pretrain, "objective": "mlm", "max_steps": None, "tokens": None,
+                    **run.params["compare"]["continued_settings"], "init": name}
     objective = {"mlm": "masked", "clm": "causal"}[pretrain["objective"]]
     model, tokenizer = language_model(pretrain, run.params["model"], Path("data/tokenizer"))
     if kind == "continued":  # the checkpoint's own tokenizer, not the one the token arrays were made with

@@ -10,7 +10,16 @@ import pytest
 import yaml
 
 from ptft.pipeline import compare
-from ptft.pipeline.compare import arm_settings, budget_size, headline, markdown, run_cell, stage_name, summarize
+from ptft.pipeline.compare import (
+    SHARED_FINETUNE,
+    arm_settings,
+    budget_size,
+    headline,
+    markdown,
+    run_cell,
+    stage_name,
+    summarize,
+)
 from ptft.pipeline.params import ParamsError, load_params
 from tests.conftest import ROOT, dvc
 
@@ -70,9 +79,13 @@ def test_arms_budgets_and_stage_names_from_params():
     with pytest.raises(ParamsError, match="compare: 'bert'"):
         arm_settings("bert", PARAMS)
     assert arm_settings("minilm", PARAMS)["lr"] == PARAMS["compare"]["minilm_settings"]["lr"]
-    with pytest.raises(ParamsError, match="not finetune params"):
+    with pytest.raises(ParamsError, match=r"settings of x name \['learnig_rate'\]; an arm may set lr, "):
         arm_settings("x", {**PARAMS, "compare": {**PARAMS["compare"], "variants": ["x"],
                                                  "variant_settings": {"x": {"learnig_rate": 1}}}})
+    # A comparison run reads only the finetune params it does not set itself: finetune.train_examples reruns no cell
+    assert arm_settings("scratch", {**PARAMS, "finetune": {k: PARAMS["finetune"][k] for k in SHARED_FINETUNE}})
+    assert arm_settings("scratch", {**PARAMS, "finetune": {**PARAMS["finetune"], "train_examples": 7}}) == \
+        arm_settings("scratch", PARAMS)
     assert budget_size("all", 50) is None and budget_size("25", 50) == 25
     with pytest.raises(ParamsError, match="compare.budgets: '60'"):
         budget_size("60", 50)

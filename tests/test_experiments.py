@@ -14,7 +14,7 @@ def _row(**values: object) -> dict[str, object]:
             "finetune.freeze": "none", "finetune.layers": [1, 2],
             "reports/evaluate/metrics.json:accuracy": 0.9, "reports/test/metrics.json:accuracy": 0.8,
             "reports/pretrain/metrics.json:perplexity": 20.0,
-            "reports/compare/objective-mlm/metrics.json:perplexity": 3.0}
+            "reports/compare/pretraining/objective-mlm/metrics.json:perplexity": 3.0}
     return {**base, **values}
 
 

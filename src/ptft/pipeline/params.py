@@ -113,6 +113,32 @@ def _assign(node: Any, overrides: dict[str, Any]) -> None:
         node[key] = value
 
 
+class DeclaredParams(dict):
+    """The params a stage declares in dvc.yaml, and no more: reading another key fails with one line naming it, so
+    a stage cannot depend on a param that DVC does not know it reads (its result would not rerun when it changes)."""
+
+    def __init__(self, values: dict[str, Any], stage: str, prefix: str = ""):
+        super().__init__({key: DeclaredParams(value, stage, f"{prefix}{key}.") if isinstance(value, dict) else value
+                          for key, value in values.items()})
+        self.stage, self.prefix = stage, prefix
+
+    def __missing__(self, key: str) -> Any:
+        raise ParamsError(f"stage {self.stage} reads '{self.prefix}{key}', which its dvc.yaml entry does not declare: "
+                          "add it to the stage's params, so that DVC reruns the stage when it changes")
+
+
+def declared(params: dict[str, Any], keys: list[str], stage: str) -> DeclaredParams:
+    """The part of ``params`` at the dotted ``keys`` (a block, or one value), as :class:`DeclaredParams`."""
+    view: dict[str, Any] = {}
+    for dotted in keys:
+        *path, last = dotted.split(".")
+        node = view
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = copy.deepcopy(require(params, dotted))
+    return DeclaredParams(view, stage)
+
+
 def require(params: dict[str, Any], dotted: str) -> Any:
     """Return the value at a dotted key such as ``finetune.lr``, with a clear error if it is missing."""
     node: Any = params

@@ -37,7 +37,7 @@ from ptft.pipeline.lineage import (
     stage_inputs,
     stage_outputs,
 )
-from ptft.pipeline.params import UserError, load_params
+from ptft.pipeline.params import UserError, declared, load_params
 from ptft.pipeline.runtime import is_main_process, setup_runtime, wait_for_all_processes
 
 if TYPE_CHECKING:  # transformers takes seconds to import; stages without a model do not need it
@@ -157,9 +157,11 @@ def run_stage(name: str, seed: Callable[[dict[str, Any]], int] = lambda params: 
             apply_kernels(params["runtime"])
         except KernelError as err:
             raise UserError(str(err)) from None
-        run = StageRun(name, params, seed(params), {})
-        setup_runtime(run.seed, run.threads, params["runtime"]["deterministic"])
-        run.inputs = stage_inputs(name, params)
+        inputs = stage_inputs(name, params)
+        # The stage sees the params its dvc.yaml entry declares, no more: an undeclared read fails loudly.
+        run = StageRun(name, declared(params, list(inputs["params"]), name), 0, inputs)
+        run.seed = seed(run.params)
+        setup_runtime(run.seed, run.threads, run.params["runtime"]["deterministic"])
         main = is_main_process()
         stage_dir = CHECKPOINTS / name
         blocked = unwritable([*stage_outputs(name), stage_dir, LOGS / name]) if main else []
