@@ -72,7 +72,7 @@ def arm_settings(arm: str, params: dict[str, Any]) -> dict[str, Any]:
     elif arm.startswith("continued-"):  # written by pretrain_continued@<name>
         overrides = {"init": f"models/{arm}", **compare["minilm_settings"]}  # fine-tuned as the checkpoint is
     elif arm in compare.get("variant_settings", {}):  # a variant: its own key, so editing one reruns it alone
-        overrides = compare["variant_settings"][arm]
+        overrides = {"init": "pretrained", **compare["variant_settings"][arm]}  # variants of the pre-trained model
     else:
         raise ParamsError(f"compare: '{arm}' is neither a method ({', '.join(METHODS)}), a variant of "
                           "compare.variant_settings, an objective nor a continued checkpoint")
@@ -105,7 +105,7 @@ def _minilm_missing() -> bool:
 
 def run_cell(arm: str, budget: str, params: dict[str, Any], work_dir: Path) -> dict[str, Any]:
     """Train and score ``arm`` at ``budget`` once per seed; each finished seed is kept in ``work_dir`` for a resume."""
-    settings = arm_settings(arm, params)
+    settings = {"init": "tfidf"} if arm == "tfidf" else arm_settings(arm, params)  # TF-IDF reads no finetune params
     cell: dict[str, Any] = {"arm": arm, "budget": budget, "init": settings["init"], "runs": []}
     if settings["init"] == "minilm" and _minilm_missing():
         return {**cell, "skipped": MINILM_MISSING}
@@ -148,7 +148,9 @@ def _finetune(settings: dict[str, Any], params: dict[str, Any], train: pd.DataFr
     from ptft.pipeline.training import encode_labelled, finetune_classifier
 
     set_seed(seed)  # the classifier head's initial weights (and scratch's whole model) come from this seed
-    model, tokenizer = classifier(settings["init"], params["model"], Path("data/tokenizer"), labels,
+    # Only scratch builds from the model params (the other arms load a checkpoint); only its cells declare them.
+    model_params = params["model"] if settings["init"] == "scratch" else {}
+    model, tokenizer = classifier(settings["init"], model_params, Path("data/tokenizer"), labels,
                                   settings["pooling"], multi_label)
     freeze_parameters(model, settings["freeze"])
     encode = lambda df: encode_labelled(list(df["text"]), list(df["label"]), model.config.label2id,  # noqa: E731

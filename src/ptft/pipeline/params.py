@@ -114,8 +114,9 @@ def _assign(node: Any, overrides: dict[str, Any]) -> None:
 
 
 class DeclaredParams(dict):
-    """The params a stage declares in dvc.yaml, and no more: reading another key fails with one line naming it, so
-    a stage cannot depend on a param that DVC does not know it reads (its result would not rerun when it changes)."""
+    """The params a stage declares in dvc.yaml, and no more: reading another key with ``[]`` fails with one line
+    naming it, so a stage cannot depend on a param that DVC does not know it reads (its result would not rerun when
+    it changes). ``get`` keeps dict's default, for the keys one block has and another lacks."""
 
     def __init__(self, values: dict[str, Any], stage: str, prefix: str = ""):
         super().__init__({key: DeclaredParams(value, stage, f"{prefix}{key}.") if isinstance(value, dict) else value
