@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import io
+import re
 import sys
+import textwrap
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -104,11 +107,12 @@ def differences(dvc_yaml: dict[str, Any], root: Path = Path(".")) -> dict[str, t
 
 
 def write(path: Path = DVC_YAML, root: Path = Path(".")) -> list[str]:
-    """Rewrite the code deps of every stage that differs, keeping dvc.yaml's comments and layout; the names."""
+    """Rewrite the code deps of every stage that differs, keeping dvc.yaml's comments; return their names. Every
+    stage's deps and params are written as wrapped flow lists (:func:`wrap_lists`), so dvc.yaml stays short."""
     from ruamel.yaml import YAML
 
     yaml = YAML()
-    yaml.width = 4096
+    yaml.width = 4096  # one line per list here; wrap_lists wraps them at a word
     yaml.indent(mapping=2, sequence=4, offset=2)
     document = yaml.load(path)
     changed = differences(document, root)
@@ -118,9 +122,29 @@ def write(path: Path = DVC_YAML, root: Path = Path(".")) -> list[str]:
         data = [dep for dep in deps if not _is_code(str(dep))]
         deps.clear()
         deps.extend([*closure(stage_script(document["stages"][name]), root), *data])
-    if changed:
-        yaml.dump(document, path)
+    for definition in document["stages"].values():
+        for key in ("deps", "params"):
+            if key in definition.get("do", definition):
+                definition.get("do", definition)[key].fa.set_flow_style()
+    stream = io.StringIO()
+    yaml.dump(document, stream)
+    text = wrap_lists(stream.getvalue())
+    if text != path.read_text():
+        path.write_text(text)
     return list(changed)
+
+
+def wrap_lists(text: str, width: int = 118) -> str:
+    """Wrap each one-line ``deps: [...]`` and ``params: [...]`` at a comma, continued lines aligned after the ``[``."""
+    lines = []
+    for line in text.splitlines():
+        match = re.fullmatch(r"(\s*(?:deps|params): \[)(.*)\]", line)
+        if match is None:
+            lines.append(line)
+            continue
+        lines += textwrap.wrap(match[2] + "]", width, initial_indent=match[1], subsequent_indent=" " * len(match[1]),
+                               break_long_words=False, break_on_hyphens=False)
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
