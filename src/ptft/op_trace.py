@@ -136,7 +136,7 @@ def record(stage: str, steps: int, out: Path, params_file: Path = Path("params.y
     from ptft.pipeline.runtime import setup_runtime
 
     setup_runtime(params["seed"], params["runtime"]["threads"], params["runtime"]["deterministic"])
-    trainer = (_pretrain_trainer if stage == "pretrain" else _finetune_trainer)(params, steps)
+    trainer = (_pretrain_trainer if stage == "pretrain" else _finetune_trainer)(params)
     header = {"stage": stage, "steps": steps, "kernels": kernel_facts(), "applied": applied,
               "threads": torch.get_num_threads()}
 
@@ -157,7 +157,7 @@ def record(stage: str, steps: int, out: Path, params_file: Path = Path("params.y
     return header
 
 
-def _pretrain_trainer(params: dict[str, Any], steps: int):  # noqa: ANN202
+def _pretrain_trainer(params: dict[str, Any]):  # noqa: ANN202
     from ptft.pipeline.blocks import TokenBlocks
     from ptft.pipeline.data import read_split_dataset
     from ptft.pipeline.modeling import language_model
@@ -173,7 +173,7 @@ def _pretrain_trainer(params: dict[str, Any], steps: int):  # noqa: ANN202
                             save_strategy="no", eval_strategy="no")
 
 
-def _finetune_trainer(params: dict[str, Any], steps: int):  # noqa: ANN202
+def _finetune_trainer(params: dict[str, Any]):  # noqa: ANN202
     from ptft.pipeline.finetuning import finetune_inputs
     from ptft.pipeline.params import finetune_seed
     from ptft.pipeline.training import finetune_trainer
