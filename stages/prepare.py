@@ -15,8 +15,10 @@ from ptft.pipeline.data import (
     write_splits,
 )
 from ptft.pipeline.lineage import corpus_identity
+from ptft.pipeline.sources import is_local
 from ptft.pipeline.splits import assign_splits, drop_cross_split_duplicates, official_splits, split_dataset
 from ptft.pipeline.stage import run_stage
+from ptft.pipeline.tracked import untracked_problem
 
 with run_stage("prepare") as run:
     data, prepare = run.params["data"], run.params["prepare"]
@@ -32,6 +34,10 @@ with run_stage("prepare") as run:
     corpus, removed["empty_removed"] = clean(corpus, report)
     for warning in report.warnings:  # also kept in reports/prepare/stats.json
         print(f"prepare: warning: {warning}", file=sys.stderr)
+    if is_local(data["source"]):  # git state: printed, never kept in an output
+        untracked = untracked_problem("data.source", Path(data["source"]), Path.cwd())
+        if untracked:
+            print(f"prepare: warning: {untracked}", file=sys.stderr)
     if official:  # the test split is never altered; train and validation lose their copies of it
         corpus, found = drop_cross_split_duplicates(corpus, prepare["near_duplicate_jaccard"])
         removed.update(found)

@@ -168,8 +168,8 @@ def test_a_bad_split_or_column_stops_prepare_with_one_line(official, tmp_path, d
 @pytest.fixture(scope="module")
 def tags(smoke_run, tmp_path_factory) -> dict:
     clone = copy_clone(smoke_run[0], tmp_path_factory.mktemp("tags") / "ptft")
-    run([sys.executable, "-m", "ptft.cli", "example-data", "data/tags.csv", "--limit", "600"], clone)
-    _set_params(clone, data={"source": "data/tags.csv", "label_column": "tags", "label_separator": "|"},
+    run([sys.executable, "-m", "ptft.cli", "example-data", "data/raw/tags.csv", "--limit", "600"], clone)
+    _set_params(clone, data={"source": "data/raw/tags.csv", "label_column": "tags", "label_separator": "|"},
                 compare={"budgets": [100], "focus_budget": 100, "variants": [], "objectives": []})
     output = dvc("repro", cwd=clone).stdout
     return {"clone": clone, "output": output}

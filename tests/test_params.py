@@ -186,6 +186,9 @@ def test_every_dvc_cached_output_is_ignored_by_git_and_not_tracked():
     ({"runtime": {"threads": 0}}, "runtime.threads: Input should be greater than 0 (got 0)"),
     ({"data": {"source": "nope/reviews.csv"}}, "data.source 'nope/reviews.csv' does not exist; set it to 'bbc' ("),
     ({"data": {"source": str(ROOT / "README.md")}}, "README.md' has an unsupported extension '.md'; set it to 'bbc'"),
+    ({"data": {"source": "docs"}}, "data.source 'docs' is outside data/raw/, the folder prepare declares to DVC, so "
+     "DVC would not see it change; move it there (mkdir -p data/raw && mv docs data/raw/), set data.source to "
+     "data/raw/docs"),
     ({"pretrain": {"corpus": []}}, "pretrain.corpus: an empty list; set it to 'train', a .txt/.jsonl"),
     ({"pretrain": {"corpus": ["train", " "]}}, "pretrain.corpus: an empty entry"),
     ({"pretrain": {"corpus": "hf:"}}, "pretrain.corpus: 'hf:' is not of the form hf:<dataset id>[:<config>]"),

@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     output = exps.add_mutually_exclusive_group()
     output.add_argument("--md", action="store_true", help="print a markdown table")
     output.add_argument("--csv", action="store_true", help="print CSV")
+    exp_run = commands.add_parser("exp-run", help="dvc exp run, with its arguments; with --queue or --temp it first "
+                                  "refuses data (data.source, pretrain.corpus) that neither git nor DVC tracks, which "
+                                  "the queued run would not see")
+    exp_run.add_argument("dvc_args", nargs=argparse.REMAINDER, help="dvc exp run's arguments")
     find = commands.add_parser("search", help="an Optuna study whose trials are DVC experiments, scored on "
                                "validation (never test): seeded, resumable, pruned; report in reports/search/<study>/")
     find.add_argument("file", help="the search file: the params to vary and how (see configs/search.yaml)")
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                                                      "(default: the file's `jobs`)")
     example = commands.add_parser("example-data", help="write the multi-label example corpus (BBC News articles "
                                   "tagged with their topic and keyword-derived tags, offline) as a text,tags CSV")
-    example.add_argument("path", help="CSV file to write, e.g. data/tags.csv")
+    example.add_argument("path", help="CSV file to write, e.g. data/raw/tags.csv")
     example.add_argument("--limit", type=_positive, default=None,
                          help="keep only the first N articles (default: all 2,125)")
     args = parser.parse_args(argv)
@@ -122,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             dvc_args += ["--sort-by", args.sort_by] * bool(args.sort_by)
             dvc_args += ["--sort-order", args.sort_order] * bool(args.sort_order)
             return show(args.rev, args.num, dvc_args, args.keep)
+        elif args.command == "exp-run":
+            from ptft.experiments import run as exp_run
+
+            return exp_run(args.dvc_args)
         elif args.command == "search":
             from ptft.search import search
 

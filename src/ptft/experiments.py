@@ -1,5 +1,5 @@
 """`ptft exp-show`: `dvc exp show` narrowed to what a reader compares, the params the experiments changed and
-the headline metrics.
+the headline metrics; `ptft exp-run`: `dvc exp run`, refusing first a queued run whose data would not travel with it.
 
 Plain `dvc exp show` lists every key of params.yaml, every dependency of every stage and every metric (over 200
 columns here), and DVC 3 has no setting for its default columns. This view asks DVC for the rows first
@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ptft.pipeline.lineage import flatten
-from ptft.pipeline.params import PARAMS_FILE, UserError, read_yaml
+from ptft.pipeline.params import PARAMS_FILE, UserError, check_params, read_yaml, with_values
+from ptft.pipeline.sources import is_local
+from ptft.pipeline.tracked import untracked_problem
 
 # The metrics every view shows, as (metrics file, key): validation and test scores, and whether pre-training
 # helped at 100 labels (the comparison's headline). A file the pipeline has not written yet is left out.
@@ -87,3 +89,60 @@ def show(revs: list[str] | None, num: int, dvc_args: list[str], extra_keep: list
                *(arg for rev in revs or [] for arg in ("--rev", rev)),
                "--drop", ".*", *(arg for pattern in keep for arg in ("--keep", pattern)), *dvc_args]
     return subprocess.run(command).returncode
+
+
+# The params whose values name local files: what a queued run must find in its copy of the commit.
+INPUT_KEYS = ("data.source", "pretrain.corpus")
+
+
+def set_params(args: list[str]) -> dict[str, Any]:
+    """The ``-S``/``--set-param`` values of `dvc exp run` arguments for params.yaml (``key=value``, the value read as
+    YAML, as DVC reads it); another file's (``file.yaml:key=value``) are left out."""
+    from ruamel.yaml import YAML
+
+    found: dict[str, Any] = {}
+    values = [arg.split("=", 1)[1] for arg in args if arg.startswith("--set-param=")]
+    values += [after for before, after in zip(args, args[1:]) if before in ("-S", "--set-param")]
+    values += [arg[2:] for arg in args if arg.startswith("-S") and len(arg) > 2]
+    for value in values:
+        key, _, text = value.partition("=")
+        file, colon, key = key.rpartition(":")
+        if colon and Path(file).name != PARAMS_FILE.name:
+            continue
+        found[key] = YAML(typ="safe", pure=True).load(text) if text else None
+    return found
+
+
+def local_inputs(params: dict[str, Any]) -> list[tuple[str, Path]]:
+    """``(param key, path)`` of every local file or folder the run reads: data.source and pretrain.corpus entries."""
+    from ptft.pipeline.corpus import resolve_sources
+
+    found = []
+    source = params["data"]["source"]
+    if is_local(source):
+        found.append(("data.source", Path(source)))
+    found += [("pretrain.corpus", path) for entry in resolve_sources(params["pretrain"]["corpus"])
+              if entry.kind == "files" for path in entry.files]
+    return found
+
+
+def check_tracked(params: dict[str, Any], root: Path = Path(".")) -> None:
+    """Refuse (one line, with the fix) a run whose local inputs git or DVC does not carry to a queued experiment."""
+    for key, path in local_inputs(params):
+        problem = untracked_problem(key, path, root)
+        if problem:
+            raise UserError(problem)
+
+
+def run(args: list[str]) -> int:
+    """`dvc exp run` with ``args``. A run with ``--queue`` or ``--temp`` starts from a copy of the commit, so its
+    local data (data.source, pretrain.corpus files, with the ``-S`` values applied) is checked first: a file that
+    neither git nor DVC tracks is refused in one line, before anything is queued. Returns dvc's exit status."""
+    if {"--queue", "--temp"} & set(args):
+        if not PARAMS_FILE.is_file():
+            raise UserError(f"{PARAMS_FILE} is missing: run ptft exp-run in the repository root")
+        overrides = {key: value for key, value in set_params(args).items() if key in INPUT_KEYS}
+        params = with_values(read_yaml(PARAMS_FILE), overrides)
+        check_params(params)
+        check_tracked(params)
+    return subprocess.run([sys.executable, "-m", "dvc", "exp", "run", *args]).returncode

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from ptft.pipeline.params import require
+from ptft.pipeline.sources import RAW_DATA
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -149,8 +150,14 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def lineage_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
-    """The part of a stage's inputs (:func:`stage_inputs`) that its lineage.json records: params and data deps."""
-    return {"params": inputs["params"], "deps": {dep: md5 for dep, md5 in inputs["deps"].items() if not is_code(dep)}}
+    """The part of a stage's inputs (:func:`stage_inputs`) that its lineage.json records: params and data deps.
+
+    data/raw/ is left out: prepare declares it so that DVC sees the user's file there change, and records that file
+    itself (:func:`corpus_identity`); the folder's hash also moves with files prepare never reads (a README, a .dvc
+    file), which would rewrite data/prepared and rerun everything after it.
+    """
+    return {"params": inputs["params"],
+            "deps": {dep: md5 for dep, md5 in inputs["deps"].items() if not is_code(dep) and dep != str(RAW_DATA)}}
 
 
 def lineage_record(stage: str, artifact: str, params: dict[str, Any], inputs: dict[str, Any],

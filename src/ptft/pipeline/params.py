@@ -148,3 +148,15 @@ def require(params: dict[str, Any], dotted: str) -> Any:
             raise ParamsError(f"params.yaml has no '{dotted}': add it (see the README's params table)")
         node = node[part]
     return node
+
+
+def with_values(params: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with dotted ``values`` (``{"finetune.lr": 1e-4}``) set, as `dvc exp run -S` sets them."""
+    result = copy.deepcopy(params)
+    for key, value in values.items():
+        *parents, last = key.split(".")
+        node = result
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    return result

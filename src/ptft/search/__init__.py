@@ -46,6 +46,7 @@ def _say(line: str) -> None:
 
 def search(file: str, trials: int | None = None, jobs: int | None = None, log: Any = _say) -> Path:
     """Run (or resume) the study of the search file ``file`` in this repository; return its report directory."""
+    from ptft.experiments import check_tracked
     from ptft.search.report import apply_commands, best_trial, write_report
     from ptft.search.runner import DvcExperiments
     from ptft.search.spec import SearchError, load_spec, with_values
@@ -57,6 +58,7 @@ def search(file: str, trials: int | None = None, jobs: int | None = None, log: A
     params = load_params()
     spec = load_spec(file, params)
     spec = spec.model_copy(update={k: v for k, v in (("trials", trials), ("jobs", jobs)) if v is not None})
+    check_tracked(with_values(params, spec.set))  # trials run in copies of the commit: their data must travel
     if _git("status", "--porcelain", "--untracked-files=no"):
         raise SearchError("the work tree has uncommitted changes; commit them first: every trial is an experiment "
                           "of one commit, so that it can be reproduced")

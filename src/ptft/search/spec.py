@@ -6,7 +6,6 @@ before any trial runs, so a typo or a refused value costs one line, not a failed
 
 from __future__ import annotations
 
-import copy
 import difflib
 import json
 from pathlib import Path
@@ -16,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from ptft.pipeline.lineage import flatten
-from ptft.pipeline.params import UserError, require
+from ptft.pipeline.params import UserError, require, with_values
 
 SEED_KEY = "finetune.seed"  # what each of a trial's runs sets to one of `seeds`
 
@@ -153,15 +152,3 @@ def _refused(params: dict[str, Any], values: dict[str, Any], where: str) -> None
     if found:
         shown = ", ".join(f"{key}={value!r}" for key, value in values.items())
         raise SearchError(f"{where}: {shown} is refused by params.yaml's schema: {found[0]}")
-
-
-def with_values(params: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """``params`` with dotted ``values`` (``{"finetune.lr": 1e-4}``) set, as `dvc exp run -S` sets them."""
-    result = copy.deepcopy(params)
-    for key, value in values.items():
-        *parents, last = key.split(".")
-        node = result
-        for part in parents:
-            node = node[part]
-        node[last] = value
-    return result
