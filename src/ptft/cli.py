@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     exp_run = commands.add_parser("exp-run", help="dvc exp run, with its arguments; with --queue or --temp it first "
                                   "refuses data (data.source, pretrain.corpus) that neither git nor DVC tracks, which "
                                   "the queued run would not see")
-    exp_run.add_argument("dvc_args", nargs=argparse.REMAINDER, help="dvc exp run's arguments")
+    exp_run.add_argument("dvc_args", nargs="*", help="dvc exp run's arguments, options included (see dvc exp run -h)")
     find = commands.add_parser("search", help="an Optuna study whose trials are DVC experiments, scored on "
                                "validation (never test): seeded, resumable, pruned; report in reports/search/<study>/")
     find.add_argument("file", help="the search file: the params to vary and how (see configs/search.yaml)")
@@ -102,6 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     example.add_argument("path", help="CSV file to write, e.g. data/raw/tags.csv")
     example.add_argument("--limit", type=_positive, default=None,
                          help="keep only the first N articles (default: all 2,125)")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["exp-run"]:  # every argument goes to dvc exp run as it is, options included
+        from ptft.experiments import run as exp_run
+
+        try:
+            return exp_run(argv[1:])
+        except UserError as err:
+            print(f"ptft: error: {err}", file=sys.stderr)
+            return 2
     args = parser.parse_args(argv)
     try:
         if args.command == "merge-params":
@@ -126,10 +135,6 @@ def main(argv: list[str] | None = None) -> int:
             dvc_args += ["--sort-by", args.sort_by] * bool(args.sort_by)
             dvc_args += ["--sort-order", args.sort_order] * bool(args.sort_order)
             return show(args.rev, args.num, dvc_args, args.keep)
-        elif args.command == "exp-run":
-            from ptft.experiments import run as exp_run
-
-            return exp_run(args.dvc_args)
         elif args.command == "search":
             from ptft.search import search
 
