@@ -232,3 +232,36 @@ def test_the_comparison_runs_on_multi_label_data(tags):
         assert cell["seeds"] == 2 and 0 <= cell["test_macro_f1"]["mean"] <= 1
     runs = json.loads((tags["clone"] / "reports/compare/runs/tfidf-100.json").read_text())["runs"]
     assert all(run["threshold"] in THRESHOLDS for run in runs)
+
+
+def _docs_block(marker: str) -> list[str]:
+    """The commands of docs/data.md's bash block after ``marker``, comments dropped."""
+    text = (Path(__file__).parents[1] / "docs/data.md").read_text()
+    block = text.split(marker, 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_an_edited_label_reruns_the_chain_and_the_docs_route_tracks_and_queues_the_file(tags, tmp_path):
+    clone = copy_clone(tags["clone"], tmp_path / "ptft")
+    lock = yaml.safe_load((clone / "dvc.lock").read_text())
+    csv = clone / "data/raw/tags.csv"
+    rows = csv.read_text().split("\n")
+    text, labels = rows[1].rsplit(",", 1)
+    rows[1] = f"{text},{'music' if labels != 'music' else 'film'}"
+    csv.write_text("\n".join(rows))
+    status = json.loads(dvc("status", "--json", cwd=clone).stdout)
+    assert set(status) == {"prepare"} and {"modified": "data/raw"} in status["prepare"][0]["changed deps"]
+    output = dvc("repro", "test", cwd=clone).stdout
+    for stage in ("prepare", "prepare_corpus", "pretrain", "finetune", "test"):
+        assert f"Running stage '{stage}'" in output
+    relocked = yaml.safe_load((clone / "dvc.lock").read_text())
+    assert relocked["stages"]["prepare"]["outs"] != lock["stages"]["prepare"]["outs"]
+
+    commands = _docs_block("<!-- tests/test_datasets_pipeline.py runs this block -->")
+    assert commands[-1].startswith("dvc queue start")
+    for command in commands[:-1]:  # all but starting the queue: a whole pipeline run
+        run(["bash", "-c", command], clone)
+    assert "Queued" in dvc("queue", "status", cwd=clone).stdout
+    # A temporary run starts from the same copy of the commit as a queued one: the DVC-tracked file is there.
+    temp = commands[-2].replace("--queue", "--temp prepare")
+    assert "Ran experiment(s)" in run(["bash", "-c", temp], clone).stdout
