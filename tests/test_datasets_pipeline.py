@@ -250,7 +250,7 @@ def test_an_edited_label_reruns_the_chain_and_the_docs_route_tracks_and_queues_t
     rows[1] = f"{text},{'music' if labels != 'music' else 'film'}"
     csv.write_text("\n".join(rows))
     status = json.loads(dvc("status", "--json", cwd=clone).stdout)
-    assert set(status) == {"prepare"} and {"modified": "data/raw"} in status["prepare"][0]["changed deps"]
+    assert status == {"prepare": [{"changed deps": {"data/raw": "modified"}}]}
     output = dvc("repro", "test", cwd=clone).stdout
     for stage in ("prepare", "prepare_corpus", "pretrain", "finetune", "test"):
         assert f"Running stage '{stage}'" in output

@@ -22,10 +22,12 @@ from tests.conftest import clone_env, run
 FRAME = ["dvc.yaml", "params.yaml", ".dvcignore"]
 
 
-def _stages(lock: dict) -> list[str]:
-    """Every stage of the lock, a foreach or matrix group by its first cell only (its cells share their code)."""
+def _stages(clone: Path) -> list[str]:
+    """Every stage of the clone's pipeline, a foreach or matrix group by its first cell only (its cells share their
+    code). Asked of DVC: the lock also keeps the entries of cells that the smoke params no longer make."""
+    names = run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], clone).stdout.split()
     seen, chosen = set(), []
-    for name in lock["stages"]:
+    for name in names:
         group = name.split("@")[0]
         if group not in seen:
             seen.add(group)
@@ -50,7 +52,8 @@ def test_each_stage_run_from_its_declared_deps_alone_writes_the_locked_outputs(s
     clone = smoke_run[0]
     lock = yaml.safe_load((clone / "dvc.lock").read_text())
     failures = []
-    for name in _stages(lock):
+    stages = _stages(clone)
+    for name in stages:
         entry = lock["stages"][name]
         sandbox = _sandbox(clone, entry, tmp_path / name)
         cmd = shlex.split(entry["cmd"])
@@ -63,5 +66,5 @@ def test_each_stage_run_from_its_declared_deps_alone_writes_the_locked_outputs(s
             continue
         failures += [f"{name}: {out['path']} differs when the stage sees only its declared deps"
                      for out in entry["outs"] if md5_path(sandbox / out["path"]) != out["md5"]]
-    assert len(_stages(lock)) >= 14  # every kind of stage the smoke run has
+    assert len(stages) >= 14  # every kind of stage the smoke run has
     assert not failures, "\n".join(failures)
