@@ -93,3 +93,16 @@ def test_exp_run_refuses_to_queue_an_untracked_source_then_queues_it_once_tracke
     run(["git", "commit", "-q", "-m", "the data"], clone)
     run(queue, clone)
     assert "Queued" in run(status, clone).stdout
+
+
+def test_search_refuses_an_untracked_source_before_its_study_starts(tmp_path):
+    clone = tmp_path / "ptft"
+    run(["git", "clone", "--quiet", str(ROOT), str(clone)], ROOT)
+    (clone / "data/raw/t.csv").write_text(CSV)
+    params = clone / "params.yaml"
+    params.write_text(params.read_text().replace("  source: bbc ", "  source: data/raw/t.csv ", 1))
+    refused = run([sys.executable, "-m", "ptft.cli", "search", "configs/search.yaml"], clone, check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("ptft: error: data.source: 'data/raw/t.csv' is tracked by neither git nor DVC")
+    assert len(refused.stderr.splitlines()) == 1
+    assert not list((clone / "reports/search").glob("*.db"))  # no study was opened
