@@ -15,7 +15,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ptft.pipeline import corpus as corpus_module
 from ptft.pipeline.blocks import TokenBlocks, read_meta
 from ptft.pipeline.corpus import read_documents, resolve_sources
 from ptft.pipeline.data import DataError, write_splits
@@ -338,7 +337,6 @@ def test_a_hub_corpus_without_the_text_column_is_an_error(tmp_path, prepared, fa
 def test_the_meta_file_is_required(tmp_path):
     with pytest.raises(DataError, match="run the prepare_corpus stage"):
         read_meta(tmp_path)
-    assert corpus_module.WATCHED == Path("corpus")
 
 
 def test_small_pre_training_text_is_warned_about_with_the_remedies():

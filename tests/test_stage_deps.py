@@ -69,3 +69,11 @@ def test_the_committed_dvc_yaml_is_what_write_leaves(tmp_path):
     copy = tmp_path / "dvc.yaml"
     copy.write_text((ROOT / "dvc.yaml").read_text())
     assert write(copy, ROOT) == [] and copy.read_text() == (ROOT / "dvc.yaml").read_text()
+
+
+def test_the_stages_declare_the_folders_the_users_files_live_in():
+    from ptft.pipeline.sources import CORPUS_FOLDER, RAW_DATA
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert str(RAW_DATA) in stages["prepare"]["deps"] and str(CORPUS_FOLDER) in stages["prepare_corpus"]["deps"]
+    assert (ROOT / RAW_DATA / "README.md").is_file() and (ROOT / CORPUS_FOLDER / "README.md").is_file()

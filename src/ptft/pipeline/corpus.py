@@ -22,12 +22,9 @@ import pyarrow.parquet as pq
 
 from ptft.pipeline.data import DataError, decode_bytes, is_parquet, prepared_file
 from ptft.pipeline.hub import HubError, HubRef, resolve_revision
-from ptft.pipeline.sources import CORPUS_ENTRIES, HUB_SOURCE
+from ptft.pipeline.sources import CORPUS_ENTRIES, CORPUS_FOLDER, HUB_SOURCE, is_under
 
 TRAIN = "train"
-# Local pre-training text lives under this folder, which prepare_corpus declares as a DVC dependency:
-# DVC then reruns the stage when a file in it changes, not only when pretrain.corpus does.
-WATCHED = Path("corpus")
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}  # what fsspec decompresses without extra packages
 BATCH = 1024  # documents handed on at a time: memory stays flat whatever the corpus size
@@ -235,8 +232,4 @@ def train_documents(prepared: Path) -> Iterator[str]:
 
 def is_watched(path: Path) -> bool:
     """Whether a local corpus path lies under ``corpus/``, whose files DVC hashes as the stage's dependency."""
-    try:
-        path.resolve().relative_to(WATCHED.resolve())
-        return True
-    except ValueError:
-        return False
+    return is_under(path, CORPUS_FOLDER)

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from ptft.pipeline.params import require
-from ptft.pipeline.sources import RAW_DATA
+from ptft.pipeline.sources import CORPUS_FOLDER, RAW_DATA
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -149,15 +149,18 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def lineage_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
-    """The part of a stage's inputs (:func:`stage_inputs`) that its lineage.json records: params and data deps.
+# Folders a stage declares so that DVC sees the user's files in them change (data/raw/ for prepare, corpus/ for
+# prepare_corpus). The stage's lineage records the files it read instead (the corpus identities): a folder's hash also
+# moves with files the stage never reads (a README, a .dvc file), which would rewrite the artifact and rerun
+# everything after it.
+INPUT_FOLDERS = (str(RAW_DATA), str(CORPUS_FOLDER))
 
-    data/raw/ is left out: prepare declares it so that DVC sees the user's file there change, and records that file
-    itself (:func:`corpus_identity`); the folder's hash also moves with files prepare never reads (a README, a .dvc
-    file), which would rewrite data/prepared and rerun everything after it.
-    """
-    return {"params": inputs["params"],
-            "deps": {dep: md5 for dep, md5 in inputs["deps"].items() if not is_code(dep) and dep != str(RAW_DATA)}}
+
+def lineage_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The part of a stage's inputs (:func:`stage_inputs`) that its lineage.json records: params and data deps, less
+    code and :data:`INPUT_FOLDERS`."""
+    return {"params": inputs["params"], "deps": {dep: md5 for dep, md5 in inputs["deps"].items()
+                                                 if not is_code(dep) and dep not in INPUT_FOLDERS}}
 
 
 def lineage_record(stage: str, artifact: str, params: dict[str, Any], inputs: dict[str, Any],

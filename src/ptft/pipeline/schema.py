@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ptft.pipeline.sources import CORPUS_ENTRIES, FILE_FORMATS, HUB_SOURCE, RAW_DATA, SUPPORTED_SOURCES, is_raw_data
+from ptft.pipeline.sources import CORPUS_ENTRIES, FILE_FORMATS, HUB_SOURCE, RAW_DATA, SUPPORTED_SOURCES, is_under
 
 Positive = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -126,7 +126,7 @@ class Data(Block):
         if path.is_file() and path.suffix.lower() not in FILE_FORMATS:
             raise ValueError(f"data.source '{self.source}' has an unsupported extension '{path.suffix}'; "
                              f"set it to {SUPPORTED_SOURCES}")
-        if not is_raw_data(path):
+        if not is_under(path, RAW_DATA):
             raise ValueError(f"data.source '{self.source}' is outside {RAW_DATA}/, the folder prepare declares to DVC, "
                              f"so DVC would not see it change; move it there (mkdir -p {RAW_DATA} && mv "
                              f"{self.source} {RAW_DATA}/), set data.source to {RAW_DATA / path.name}, and track it "

@@ -20,9 +20,11 @@ HUB_SOURCE = re.compile(r"hf:(?P<id>[\w.-]+(?:/[\w.-]+)?)(?::(?P<config>[^@\s]+)
                         re.ASCII)
 CORPUS_ENTRIES = ("'train', a .txt/.jsonl/.json/.parquet file under corpus/ (text files may end in .gz, .bz2 or .xz), "
                   "a folder or glob of such files, 'hf:<dataset id>[:<config>][@<revision>]', or a list of these")
-# A local labelled source (data.source) lives under this folder, which prepare declares as a DVC dependency: DVC then
-# reruns prepare when a file in it changes (one label edited), not only when data.source does.
+# A local labelled source (data.source) lives under RAW_DATA, which prepare declares as a DVC dependency, and local
+# pre-training text under CORPUS_FOLDER, which prepare_corpus declares: DVC then reruns the stage when a file there
+# changes (one label edited), not only when the param naming it does.
 RAW_DATA = Path("data/raw")
+CORPUS_FOLDER = Path("corpus")
 
 
 def is_local(source: str) -> bool:
@@ -30,7 +32,6 @@ def is_local(source: str) -> bool:
     return source != "bbc" and not source.startswith("hf:")
 
 
-def is_raw_data(path: str | Path) -> bool:
-    """Whether a path lies under :data:`RAW_DATA` of the working directory (the repository root), as written."""
-    root = os.path.abspath(RAW_DATA)
-    return os.path.abspath(path).startswith(root + os.sep)
+def is_under(path: str | Path, folder: Path) -> bool:
+    """Whether ``path`` lies under ``folder`` of the working directory (the repository root), as written."""
+    return os.path.abspath(path).startswith(os.path.abspath(folder) + os.sep)
