@@ -15,6 +15,7 @@ from pathlib import Path
 from ptft.pipeline.blocks import TokenBlocks, check_tokenizer, corpus_dataset
 from ptft.pipeline.data import read_split_dataset
 from ptft.pipeline.modeling import language_model
+from ptft.pipeline.params import comparison_pretrain
 from ptft.pipeline.stage import run_stage
 from ptft.pipeline.training import open_live, pretrain_lm, pretrain_trainer
 
@@ -30,10 +31,10 @@ stage, artifact, reports = {
 with run_stage(stage) as run:
     pretrain = run.params["pretrain"]
     if kind == "objective":
-        pretrain = {**pretrain, **run.params["compare"]["objective_settings"][name]}
+        pretrain = comparison_pretrain(pretrain, run.params["compare"]["objective_settings"][name])
     elif kind == "continued":
-        pretrain = {**pretrain, "objective": "mlm", "max_steps": None, "tokens": None,
-                    **run.params["compare"]["continued_settings"], "init": name}
+        pretrain = comparison_pretrain(pretrain, {"objective": "mlm", **run.params["compare"]["continued_settings"]},
+                                       init=name)
     objective = {"mlm": "masked", "clm": "causal"}[pretrain["objective"]]
     model, tokenizer = language_model(pretrain, run.params["model"], Path("data/tokenizer"))
     if kind == "continued":  # the checkpoint's own tokenizer, not the one the token arrays were made with

@@ -242,3 +242,21 @@ def test_a_bad_param_stops_a_stage_before_any_work_with_one_message(tmp_path):
     assert set(problems) == {
         "  unknown param 'finetune.learnig_rate'; did you mean 'finetune.lr'?",
         "  params.yaml has no 'finetune.lr': add it (params.yaml in the repository lists every key)"}
+
+
+def test_a_comparison_model_takes_its_own_budget_never_the_main_runs():
+    from ptft.pipeline.params import comparison_pretrain
+
+    pretrain = {**load_params(ROOT / "params.yaml")["pretrain"], "tokens": 2_000_000_000}
+    objective = comparison_pretrain(pretrain, {"objective": "clm", "epochs": 1})
+    assert objective["tokens"] is None and objective["max_steps"] is None and objective["epochs"] == 1
+    assert {key: objective[key] for key in pretrain if key not in ("tokens", "objective", "epochs")} == \
+        {key: pretrain[key] for key in pretrain if key not in ("tokens", "objective", "epochs")}
+    assert comparison_pretrain(pretrain, {"max_steps": 50})["max_steps"] == 50
+    continued = comparison_pretrain(pretrain, {"objective": "mlm", "lr": 5e-5}, init="minilm")
+    assert continued["init"] == "minilm" and continued["tokens"] is None
+    # Nor do their stages declare it: a changed main budget reruns neither (and reading it would fail the stage).
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name in ("pretrain_objective", "pretrain_continued"):
+        declared = stages[name]["do"]["params"]
+        assert not {"pretrain", "pretrain.tokens", "pretrain.max_steps"} & set(declared)

@@ -160,3 +160,16 @@ def with_values(params: dict[str, Any], values: dict[str, Any]) -> dict[str, Any
             node = node[part]
         node[last] = value
     return result
+
+
+# The main run's budget: the comparison's own pre-trained models never take it (see comparison_pretrain).
+MAIN_BUDGET = ("max_steps", "tokens")
+
+
+def comparison_pretrain(pretrain: dict[str, Any], settings: dict[str, Any], **fixed: Any) -> dict[str, Any]:
+    """The pretrain params of one of the comparison's own models (an objective's, a continued checkpoint's):
+    ``pretrain`` less its budget, then ``settings`` and ``fixed`` over it. A model takes its own budget from its
+    settings (epochs, unless they set max_steps or tokens), never the main run's: under ``pretrain.tokens: 2e9`` an
+    objective cell still runs its one epoch."""
+    return {**{key: value for key, value in pretrain.items() if key not in MAIN_BUDGET},
+            **dict.fromkeys(MAIN_BUDGET), **settings, **fixed}

@@ -351,14 +351,14 @@ class Compare(Block):
     objectives: list[str]
     """MLM or CLM? Each pre-trains its own model, fine-tuned at focus_budget"""
     objective_settings: dict[str, dict[str, Any]]
-    """merged over the pretrain params; shorter than the main run (CLM costs 1.7x MLM)"""
+    """merged over the pretrain params less their budget (tokens, max_steps): each its own, epochs unless set"""
     continued: list[Literal["minilm"]]
     """[minilm]: all-MiniLM-L6-v2 pre-trained further on the pre-training text (13 min an epoch of BBC train here),
     then fine-tuned (4 min a cell)"""
     continued_budgets: list[Budget]
     """at these budgets, beside minilm itself at minilm_budgets (domain-adaptive pre-training)"""
     continued_settings: dict[str, Any]
-    """pretrain overrides for it"""
+    """pretrain overrides for it (its budget too: never the main run's tokens or max_steps)"""
 
     @model_validator(mode="after")
     def _settings_for_every_arm(self) -> Compare:
