@@ -52,6 +52,14 @@ def test_group_texts_concatenates_documents_into_full_blocks(tokenizer):
     assert stream.count(tokenizer.cls_token_id) == 3  # document markers kept inside the stream
 
 
+def test_group_texts_raises_no_false_too_long_warning(capfd):
+    """A document longer than the model's maximum is cut into blocks, not fed whole: no "indexing errors" warning."""
+    short = train_tokenizer(TEXTS, vocab_size=150, min_frequency=1)  # transformers warns once per tokenizer
+    short.model_max_length = 8
+    group_texts([" ".join(TEXTS)], short, block_size=8)
+    assert "indexing errors" not in capfd.readouterr().err
+
+
 def test_pretrain_mlm_reports_loss_and_perplexity(tokenizer, tmp_path):
     model = AutoModelForMaskedLM.from_config(build_config(MODEL, tokenizer))
     params = {"objective": "mlm", "evals": 8, "seq_len": 16, "mask_prob": 0.3, "epochs": 2, "batch_size": 4, "lr": 1e-3,
