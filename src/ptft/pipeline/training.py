@@ -234,7 +234,7 @@ def training_arguments(params: dict[str, Any], seed: int, work_dir: Path, key: s
 def _tokenize(batch: dict[str, list], tokenizer: PreTrainedTokenizerBase) -> dict[str, list]:
     # verbose=False: a document longer than the model's maximum is not an error here (the stream is cut into blocks
     # of seq_len), so transformers' "will result in indexing errors" warning would be false.
-    return tokenizer(batch["text"], return_attention_mask=False, return_token_type_ids=False)
+    return tokenizer(batch["text"], return_attention_mask=False, return_token_type_ids=False, verbose=False)
 
 
 def _cut_blocks(batch: dict[str, list], block_size: int) -> dict[str, list]:
