@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -174,6 +175,21 @@ def test_run_stage_keys_checkpoints_to_inputs_and_logs_each_run(repo, capsys):
     # The machine that ran it: CPU, torch's kernels, threads and every kernel variable; the tools' versions
     assert log[0]["machine"]["torch_cpu_capability"] and log[0]["machine"]["variables"]["MKL_CBWR"] == "AVX2,STRICT"
     assert log[0]["environment"]["packages"]["dvc"] and log[0]["environment"]["device"].startswith("cpu")
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_a_stage_with_one_line_and_the_shells_status(repo, signum, status):
+    (repo / "data/prepared").mkdir(parents=True)
+    (repo / "data/prepared/validation.parquet").write_bytes(b"v")
+    (repo / "models/finetuned").mkdir(parents=True)
+    script = ("import os, time\nfrom ptft.pipeline.stage import run_stage\nwith run_stage('evaluate'):\n"
+              f"    os.kill(os.getpid(), {int(signum)})\n    time.sleep(60)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(repo / "src")})
+    assert result.returncode == status, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout.splitlines()[-1].startswith("evaluate: interrupted in ")
+    assert json.loads((repo / "logs/evaluate.jsonl").read_text().splitlines()[-1])["status"] == "interrupted"
 
 
 def test_a_stage_sees_only_the_params_its_dvc_yaml_entry_declares(repo):

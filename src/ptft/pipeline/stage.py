@@ -190,6 +190,8 @@ def run_stage(name: str, seed: Callable[[dict[str, Any]], int] = lambda params: 
     except UserError as err:  # a bad param, path or data row: the message says what to fix
         print(f"{name}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt as err:  # the run log's line said "interrupted"; the shell's status for the signal
+        raise SystemExit(128 + getattr(err, "signum", signal.SIGINT)) from None
     except Exception as err:  # a full disk, or a directory made read-only mid-run: say so, not a traceback
         problem = storage_problem(err)
         if problem is None:
@@ -198,8 +200,16 @@ def run_stage(name: str, seed: Callable[[dict[str, Any]], int] = lambda params: 
         raise SystemExit(1) from None
 
 
+class Stopped(KeyboardInterrupt):
+    """A stage stopped by a signal (SIGTERM from kill, a scheduler, CI's timeout): unwound as Ctrl-C is."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signal.Signals(signum).name}")
+        self.signum = signum
+
+
 def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+    raise Stopped(signum)
 
 
 def _append_run_log(run: StageRun, status: str, started: float) -> None:
@@ -224,4 +234,5 @@ def _append_run_log(run: StageRun, status: str, started: float) -> None:
             f.write(json.dumps(entry) + "\n")
     except OSError as err:  # the log is a convenience; a full disk must not hide the stage's own error
         print(f"{run.name}: could not append to the run log: {err}", file=sys.stderr)
-    print(f"{run.name}: {status} in {entry['wall_seconds']:.1f} s (run log: {LOGS / run.name}.jsonl)")
+    resume = "; dvc repro reruns it, from its last checkpoint if it saved one" if status == "interrupted" else ""
+    print(f"{run.name}: {status} in {entry['wall_seconds']:.1f} s{resume} (run log: {LOGS / run.name}.jsonl)")
