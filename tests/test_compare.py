@@ -19,6 +19,7 @@ from ptft.pipeline.compare import (
     run_cell,
     stage_name,
     summarize,
+    too_large,
 )
 from ptft.pipeline.params import ParamsError, load_params
 from tests.conftest import ROOT, dvc
@@ -65,7 +66,12 @@ def test_headline_gains_and_markdown_tables():
     assert "| clm | objective clm | 9 | 5.000 | 0.710 ± 0.014 |" in text
     assert "| minilm | 90 | 2.500 |" in text  # the continued pre-training
     results["methods"]["minilm"] = {"100": {"skipped": "not installed"}}
-    assert "minilm: not installed" in markdown(results, {"compare": PARAMS["compare"]})
+    assert "minilm at 100: skipped, not installed." in markdown(results, {"compare": PARAMS["compare"]})
+    small = "the train split has 80 labelled examples, fewer than 100"
+    results["methods"] = {method: {**cells, "100": {"skipped": small}} for method, cells in results["methods"].items()}
+    text = markdown(results, {"compare": PARAMS["compare"]})
+    assert f"pretrained, scratch, tfidf, minilm, continued-minilm at 100: skipped, {small}." in text
+    assert "| 100 | — | — | — | — | — |" in text
 
 
 def test_arms_budgets_and_stage_names_from_params():
@@ -86,9 +92,11 @@ def test_arms_budgets_and_stage_names_from_params():
     assert arm_settings("scratch", {**PARAMS, "finetune": {k: PARAMS["finetune"][k] for k in SHARED_FINETUNE}})
     assert arm_settings("scratch", {**PARAMS, "finetune": {**PARAMS["finetune"], "train_examples": 7}}) == \
         arm_settings("scratch", PARAMS)
-    assert budget_size("all", 50) is None and budget_size("25", 50) == 25
-    with pytest.raises(ParamsError, match="compare.budgets: '60'"):
-        budget_size("60", 50)
+    assert budget_size("all") is None and budget_size("25") == 25
+    with pytest.raises(ParamsError, match="compare.budgets: '0'"):
+        budget_size("0")
+    assert too_large("60", 50) == "the train split has 50 labelled examples, fewer than 60"
+    assert too_large("50", 50) is None and too_large("all", 50) is None
 
 
 def test_a_cell_keeps_finished_seeds_and_skips_minilm_when_missing(tmp_path, monkeypatch):
@@ -101,6 +109,8 @@ def test_a_cell_keeps_finished_seeds_and_skips_minilm_when_missing(tmp_path, mon
     assert run_cell("tfidf", "25", params, tmp_path)["runs"] == [run(1, 0.9)]
     monkeypatch.setattr(compare, "_minilm_missing", lambda: True)
     assert "pip install" in run_cell("minilm", "25", params, tmp_path)["skipped"]
+    # A budget over the train split (a small dataset) is skipped, not a failure.
+    assert run_cell("tfidf", "61", params, tmp_path)["skipped"] == too_large("61", 60)
 
 
 # ------------------------------------------------------------------ end to end, on the smoke run

@@ -85,14 +85,21 @@ def arm_settings(arm: str, params: dict[str, Any]) -> dict[str, Any]:
             "train_examples": None, **overrides}
 
 
-def budget_size(budget: str, train_size: int) -> int | None:
-    """``all`` (None: the whole train split) or a number of labelled examples no larger than the split."""
+def budget_size(budget: str) -> int | None:
+    """``all`` (None: the whole train split) or a positive number of labelled examples."""
     if budget == "all":
         return None
-    if not budget.isdigit() or not 0 < int(budget) <= train_size:
-        raise ParamsError(f"compare.budgets: '{budget}' must be 'all' or a number from 1 to {train_size} "
-                          "(the labelled train examples)")
+    if not budget.isdigit() or int(budget) < 1:
+        raise ParamsError(f"compare.budgets: '{budget}' must be 'all' or a positive number of labelled examples")
     return int(budget)
+
+
+def too_large(budget: str, train_size: int) -> str | None:
+    """Why a cell is skipped when its budget exceeds the train split (a small dataset), or None."""
+    size = budget_size(budget)
+    if size is None or size <= train_size:
+        return None
+    return f"the train split has {train_size} labelled examples, fewer than {size}"
 
 
 def _minilm_missing() -> bool:
@@ -111,7 +118,9 @@ def run_cell(arm: str, budget: str, params: dict[str, Any], work_dir: Path) -> d
         return {**cell, "skipped": MINILM_MISSING}
     labels = read_labels(PREPARED)
     train_all, validation, test = (read_split(PREPARED, split) for split in ("train", "validation", "test"))
-    size = budget_size(budget, len(train_all))
+    if too_large(budget, len(train_all)):
+        return {**cell, "skipped": too_large(budget, len(train_all))}
+    size = budget_size(budget)
     multi_label = is_multi_label(train_all)
     y_test = multilabel_indicator(test["label"], labels) if multi_label else \
         test["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
@@ -279,10 +288,20 @@ def markdown(results: dict[str, Any], params: dict[str, Any]) -> str:
                   "checkpoint itself is (compare.minilm_settings); the rows `continued-<name>` above.\n",
                   "| checkpoint | steps | validation MLM loss |", "| --- | --- | --- |"]
         lines += [f"| {name} | {m['steps']} | {m['eval_loss']:.3f} |" for name, m in results["continued"].items()]
-    skipped = {arm: s["skipped"] for arm, s in [*((m, c) for m in methods for c in methods[m].values()),
-                                                 *results["variants"].items()] if "skipped" in s}
-    for arm, reason in sorted(skipped.items()):
-        lines.append(f"\n{arm}: {reason}.")
+    # One line per reason: "pretrained, scratch, tfidf at 400: skipped, the train split has 300 labelled examples".
+    skipped: dict[str, list[str]] = {}
+    for method, cells in methods.items():
+        for budget, summary in cells.items():
+            if "skipped" in summary:
+                skipped.setdefault(summary["skipped"], []).append((method, budget))
+    focus = compare["focus_budget"]
+    for variant, summary in results["variants"].items():
+        if "skipped" in summary:
+            skipped.setdefault(summary["skipped"], []).append((variant, str(focus)))
+    for reason, cells in skipped.items():
+        arms = ", ".join(dict.fromkeys(arm for arm, _ in cells))
+        budgets = ", ".join(dict.fromkeys(budget for _, budget in cells))
+        lines.append(f"\n{arms} at {budgets}: skipped, {reason}.")
     if "minilm" not in methods:
         lines.append("\nminilm (all-MiniLM-L6-v2): not run; list budgets in compare.minilm_budgets (it needs the "
                      "minilm extra, and costs about 100 s per seed at 100 labels on 2 CPU cores).")
