@@ -17,7 +17,7 @@ from ptft.pipeline.data import read_split_dataset
 from ptft.pipeline.modeling import language_model
 from ptft.pipeline.params import comparison_pretrain
 from ptft.pipeline.stage import run_stage
-from ptft.pipeline.training import open_live, pretrain_lm, pretrain_trainer
+from ptft.pipeline.training import check_budget, open_live, pretrain_lm, pretrain_trainer
 
 CORPUS = Path("data/corpus")
 kind, name = (sys.argv[1], sys.argv[2]) if len(sys.argv) > 2 else ("main", None)
@@ -42,6 +42,7 @@ with run_stage(stage) as run:
     else:
         check_tokenizer(CORPUS, tokenizer)
         train = TokenBlocks(CORPUS, pretrain["seq_len"])
+    check_budget(pretrain, len(train))
     validation = read_split_dataset(Path("data/prepared"), "validation")
 
     # The report is renamed into place only when complete.

@@ -365,3 +365,18 @@ def test_a_terminal_gets_the_trainers_progress_bar(tokenizer, tmp_path, monkeypa
     trainer = pretrain_trainer(model, tokenizer, TEXTS, TEXTS[:5], params, 0, None, tmp_path / "work")
     kinds = {type(c) for c in trainer.callback_handler.callbacks}
     assert ProgressCallback in kinds and PlainProgress not in kinds
+
+
+def test_a_token_budget_of_hundreds_of_passes_is_refused_before_training():
+    from ptft.pipeline.params import ParamsError
+    from ptft.pipeline.training import MAX_BUDGET_PASSES, check_budget
+
+    params = {"batch_size": 256, "seq_len": 512, "epochs": 10, "max_steps": None, "tokens": 2_000_000_000}
+    blocks = 1_500  # about BBC News' train split at 512 tokens a block
+    with pytest.raises(ParamsError, match=r"^pretrain.tokens \(2,000,000,000\) is 2,604 passes over the "
+                                          r"pre-training text \(768,000 tokens in data/corpus\), more than 100: point"):
+        check_budget(params, blocks)
+    check_budget({**params, "tokens": MAX_BUDGET_PASSES // 2 * blocks * 512}, blocks)  # half the limit: allowed
+    check_budget({**params, "tokens": None, "epochs": 1000}, blocks)  # epochs say their passes themselves
+    with pytest.raises(ParamsError, match=r"^pretrain.max_steps \(10,000\) is 1,707 passes"):
+        check_budget({**params, "tokens": None, "max_steps": 10_000}, blocks)

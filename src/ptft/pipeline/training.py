@@ -315,6 +315,25 @@ def pretrain_trainer(
                                        callbacks=[LiveCallback(live)] if live is not None else [], **extra), "pretrain")
 
 
+# A token or step budget worth more passes than this over the pre-training text is a mistake, not a plan: the model
+# would memorise the text (configs/gpu.yaml's token budget on BBC News' train split would be thousands of passes).
+MAX_BUDGET_PASSES = 100
+
+
+def check_budget(params: dict[str, Any], blocks: int) -> None:
+    """Refuse (one line, before training) a ``tokens`` or ``max_steps`` budget of over :data:`MAX_BUDGET_PASSES`
+    passes over ``blocks`` blocks of pre-training text; an ``epochs`` budget says its passes itself."""
+    key = next((key for key in ("max_steps", "tokens") if params.get(key)), None)
+    if key is None:
+        return
+    passes = pretrain_steps(params, blocks) * params["batch_size"] / blocks
+    if passes > MAX_BUDGET_PASSES:
+        raise ParamsError(f"pretrain.{key} ({params[key]:,}) is {passes:,.0f} passes over the pre-training text "
+                        f"({blocks * params['seq_len']:,} tokens in data/corpus), more than {MAX_BUDGET_PASSES}: "
+                        f"point pretrain.corpus at more text first (a large-corpus config such as configs/gpu.yaml "
+                        f"needs one), or lower pretrain.{key}")
+
+
 def pretrain_steps(params: dict[str, Any], blocks: int) -> int:
     """Optimizer steps of a pre-training run: ``max_steps``, else enough for ``tokens`` tokens, else ``epochs``
     passes over ``blocks`` blocks (the last batch of an epoch may be short)."""
