@@ -1,6 +1,6 @@
 """The parts of the docs site that would go stale if typed by hand, generated at build time.
 
-mkdocs-gen-files runs this script during `mkdocs build` / `mkdocs serve` (see mkdocs.yml). It
+mkdocs-gen-files runs this script during `properdocs build` / `properdocs serve` (see mkdocs.yml). It
 
 - writes ``reference/params.md``: one table per params block (key, type, default, allowed values, meaning),
   from the pydantic schema in ``src/ptft/pipeline/schema.py`` (types, ranges, choices, each field's

@@ -155,7 +155,7 @@ def test_ci_workflow_runs_lint_tests_and_docs_build_on_every_push_and_pull_reque
 
     # The docs build runs, unconditionally: a broken link or a missing page fails the job.
     docs = jobs["docs"]
-    assert re.search(r"^mkdocs build --strict$", step_runs(docs), re.M)
+    assert re.search(r"^properdocs build --strict$", step_runs(docs), re.M)
     assert not any("if" in step for step in docs["steps"])
     assert (ROOT / "mkdocs.yml").is_file()
 

@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     trace = commands.add_parser("lineage", help="print where an artifact came from, back to the raw corpus, the "
                                                  "commit that recorded it, and how to rebuild it")
     trace.add_argument("artifact",
-                       help="a directory a stage wrote: models/finetuned, models/pretrained or data/prepared")
+                       help="a directory a stage wrote: models/finetuned, models/exported, models/pretrained, "
+                            "data/prepared or data/corpus")
     trace.add_argument("--json", action="store_true", help="print the same as JSON, for scripts")
     report = commands.add_parser("report", help="markdown report of params, metrics and loss curves against a base "
                                                  "revision (what the pull-request comment shows)")
