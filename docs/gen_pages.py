@@ -127,7 +127,9 @@ def describe_type(annotation: Any, metadata: list[Any] = ()) -> tuple[str, str]:
         name = " | ".join(d[0] for d in described) + (" | null" if nullable else "")
         allowed = "; ".join(d[1] for d in described if d[1])
         notes_text = "; ".join(filter(None, [allowed, *_bounds_text(bounds), *notes]))
-        return name, "; ".join(filter(None, [notes_text, "or `null`" if nullable else ""]))
+        if nullable:
+            return name, f"{notes_text}; or `null`" if notes_text else "any, or `null`"
+        return name, notes_text
     if origin is typing.Literal:
         choices = list(args)
         name = type(choices[0]).__name__
@@ -176,8 +178,7 @@ def _row(key: str, field: Any, default: Any, missing: dict[str, list[str]], more
     description = " ".join((field.description or "").split())  # a docstring may wrap
     if not description:
         missing["fields"].append(key)
-    if more and more.rstrip(".") not in description:
-        description = f"{description} {more}".strip()
+    description = description or more  # a nested block (data.splits): its field's description, else its docstring
     type_name, allowed = describe_type(field.annotation, field.metadata)
     cells = [_code(key), _code(type_name), _code(_yaml(default)), allowed or "—", _md_text(description)]
     return f"| {' | '.join(cells)} |"

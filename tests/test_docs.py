@@ -172,8 +172,9 @@ def test_the_params_reference_shows_types_ranges_defaults_and_meanings():
         in rows["knobs.budgets"]
     assert "| `mapping of mappings` | `{probe: {freeze: all-but-head}}` |" in rows["knobs.settings"]
     assert "| `str | null` | `null` | non-empty; or `null` |" in rows["knobs.names.validation"]
-    assert rows["knobs.names"].endswith("| the splits' names Names inside a block. |")
+    assert rows["knobs.names"].endswith("| the splits' names |")  # the field's own description, not repeated
     assert "## knobs\n\nA block of knobs.\n\nRead by: prepare, finetune." in page
+    assert gen_pages.describe_type(int | None) == ("int | null", "any, or `null`")  # not a bare "or null"
 
 
 def test_a_field_without_a_description_fails_the_build(monkeypatch):

@@ -313,7 +313,7 @@ class Evaluate(Block):
 
 
 class Export(Block):
-    """Models/exported: the fine-tuned classifier as ONNX (and int8), checked on validation."""
+    """How export writes models/exported: the fine-tuned classifier as ONNX (and int8), checked on validation."""
 
     opset: Annotated[int, Field(ge=18)]  # torch.onnx's exporter writes opset 18 and up
     """ONNX opset (18 or later); an older runtime may need a lower one"""
