@@ -40,15 +40,6 @@ def committed_copy(smoke_run, to: Path) -> Path:
     return clone
 
 
-def test_forced_rerun_leaves_dvc_lock_and_reports_untouched(smoke_run, tmp_path):
-    clone = committed_copy(smoke_run, tmp_path / "ptft")
-    output = dvc("repro", "-f", cwd=clone).stdout  # the comparison too: its cells must be bit-exact as well
-    assert all(f"Running stage '{s}'" in output for s in ("prepare", "pretrain", "finetune", "evaluate", "test",
-                                                          "export", "compare_scratch@25", "compare_report"))
-    run(["git", "diff", "--exit-code", "dvc.lock"], clone)
-    assert git("status", "--porcelain", cwd=clone) == ""  # reports/ is tracked by git: unchanged too
-
-
 def test_a_comment_in_a_stage_reruns_the_stage_but_nothing_downstream(smoke_run, tmp_path):
     clone = committed_copy(smoke_run, tmp_path / "ptft")
     before = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
