@@ -106,3 +106,9 @@ def test_search_refuses_an_untracked_source_before_its_study_starts(tmp_path):
     assert refused.stderr.startswith("ptft: error: data.source: 'data/raw/t.csv' is tracked by neither git nor DVC")
     assert len(refused.stderr.splitlines()) == 1
     assert not list((clone / "reports/search").glob("*.db"))  # no study was opened
+
+
+def test_a_file_outside_the_repository_is_named_not_a_traceback(repo, tmp_path):
+    (tmp_path / "elsewhere.txt").write_text("unlabelled text")
+    problem = untracked_problem("pretrain.corpus", tmp_path / "elsewhere.txt", repo)
+    assert problem.startswith("pretrain.corpus: '") and "is outside the repository" in problem

@@ -118,8 +118,9 @@ def run_cell(arm: str, budget: str, params: dict[str, Any], work_dir: Path) -> d
         return {**cell, "skipped": MINILM_MISSING}
     labels = read_labels(PREPARED)
     train_all, validation, test = (read_split(PREPARED, split) for split in ("train", "validation", "test"))
-    if too_large(budget, len(train_all)):
-        return {**cell, "skipped": too_large(budget, len(train_all))}
+    skip = too_large(budget, len(train_all))
+    if skip:
+        return {**cell, "skipped": skip}
     size = budget_size(budget)
     multi_label = is_multi_label(train_all)
     y_test = multilabel_indicator(test["label"], labels) if multi_label else \
@@ -289,7 +290,7 @@ def markdown(results: dict[str, Any], params: dict[str, Any]) -> str:
                   "| checkpoint | steps | validation MLM loss |", "| --- | --- | --- |"]
         lines += [f"| {name} | {m['steps']} | {m['eval_loss']:.3f} |" for name, m in results["continued"].items()]
     # One line per reason: "pretrained, scratch, tfidf at 400: skipped, the train split has 300 labelled examples".
-    skipped: dict[str, list[str]] = {}
+    skipped: dict[str, list[tuple[str, str]]] = {}
     for method, cells in methods.items():
         for budget, summary in cells.items():
             if "skipped" in summary:

@@ -42,6 +42,9 @@ def untracked_problem(key: str, path: Path, root: Path) -> str | None:
     index = _git_index(root)
     if index is None:
         return None  # no git repository: no clone or queued experiment to carry it to
+    if not Path(path).absolute().is_relative_to(root.absolute()):
+        return (f"{key}: '{path}' is outside the repository, so a queued experiment, a search or a clone would not "
+                "see it: move it under data/raw/ (data.source) or corpus/ (pretrain.corpus) and track it there")
     relative = Path(path).absolute().relative_to(root.absolute())
     if (root / relative).is_dir():
         files = sorted(p.relative_to(root) for p in (root / relative).rglob("*") if p.is_file())
