@@ -64,6 +64,7 @@ SOURCES = {
     "search": "benchmarks/results/search.json",
     "kernels": "benchmarks/results/kernels.json",
     "cross_cpu": "benchmarks/results/cross_cpu.json",
+    "pipeline_time": "benchmarks/results/pipeline_time.json",
 }
 # Markdown files a page may insert whole, and where figures may come from.
 INSERTABLE = ("reports/", "benchmarks/results/")

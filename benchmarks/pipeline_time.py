@@ -1,0 +1,95 @@
+"""How long `dvc repro` took with the defaults: each stage's wall time, from the run logs (not a new measurement).
+
+Every stage run appends a line to ``logs/<stage>.jsonl`` (its status, start, wall seconds, host, machine and
+environment, and the Trainer's speed for training stages). For every stage of ``dvc.lock`` (the run whose results
+are committed) this takes the last ``succeeded`` entry and sums the wall times of
+
+- main: prepare, prepare_corpus, pretrain, finetune, evaluate, test and export (the model);
+- comparison: every other stage (the compare_* cells, the objectives' pre-training, compare_report, the optional
+  MiniLM arms when dvc.lock has them).
+
+Wall times are the stages' own (after Python start-up and imports); the seconds DVC spends between stages (hashing,
+start-up) are not in them. Run it after a full `dvc repro` on the machine that ran it; logs/ is git-ignored, the
+results are committed. A stage of dvc.lock without a succeeded entry, or stages run on different machines, fail
+it with one line.
+
+Usage:  python benchmarks/pipeline_time.py [--logs logs] [--out benchmarks/results]
+Writes pipeline_time.json and pipeline_time.md under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+MAIN = ("prepare", "prepare_corpus", "pretrain", "finetune", "evaluate", "test", "export")
+
+
+def last_succeeded(logs: Path, stage: str) -> dict[str, Any] | None:
+    """The last ``succeeded`` entry of ``logs/<stage>.jsonl``, or None."""
+    path = logs / f"{stage}.jsonl"
+    if not path.is_file():
+        return None
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return next((e for e in reversed(entries) if e.get("status") == "succeeded"), None)
+
+
+def pipeline_time(stages: list[str], logs: Path) -> dict[str, Any]:
+    """The results file's content for the dvc.lock stages ``stages``; SystemExit naming what is missing."""
+    entries = {stage: last_succeeded(logs, stage) for stage in stages}
+    if missing := [stage for stage, entry in entries.items() if entry is None]:
+        raise SystemExit(f"pipeline_time: no succeeded run of {', '.join(missing)} in {logs}/<stage>.jsonl; "
+                         "run `dvc repro` (all of dvc.lock's stages) on this machine first")
+    machines = {(e["machine"]["cpu"]["model"], e["machine"]["threads"], e["host"]) for e in entries.values()}
+    if len(machines) > 1:
+        raise SystemExit(f"pipeline_time: the stages' last runs were on different machines {sorted(machines)}; "
+                         "rerun them on one (`dvc repro -f`) so that the times add up")
+    (cpu, threads, host), = machines
+    result: dict[str, Any] = {"machine": {"cpu": cpu, "threads": threads, "host": host}, "stages": {}}
+    for stage, entry in entries.items():
+        result["stages"][stage] = {"wall_seconds": entry["wall_seconds"], "started": entry["started"]}
+        if "speed" in entry:
+            result["stages"][stage]["speed"] = entry["speed"]
+    main = sum(entries[stage]["wall_seconds"] for stage in stages if stage in MAIN)
+    comparison = sum(entries[stage]["wall_seconds"] for stage in stages if stage not in MAIN)
+    result["totals"] = {"main": round(main, 2), "comparison": round(comparison, 2), "all": round(main + comparison, 2)}
+    result["minutes"] = {key: round(seconds / 60) for key, seconds in result["totals"].items()}
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    machine, totals, minutes = result["machine"], result["totals"], result["minutes"]
+    lines = ["# `dvc repro` with the defaults: each stage's wall time", "",
+             f"From the run logs (`logs/<stage>.jsonl`, the last succeeded run of each stage of `dvc.lock`) on "
+             f"{machine['cpu']}, {machine['threads']} threads; a stage's own time, after Python start-up and "
+             "imports. Written by `python benchmarks/pipeline_time.py`.", "",
+             "| stage | seconds |", "| --- | --- |"]
+    lines += [f"| {stage} | {row['wall_seconds']:.1f} |" for stage, row in result["stages"].items()]
+    lines += ["", f"- main (prepare → export): {totals['main']:.0f} s, {minutes['main']} minutes",
+              f"- the comparison (every other stage): {totals['comparison']:.0f} s, {minutes['comparison']} minutes",
+              f"- all: {totals['all']:.0f} s, {minutes['all']} minutes"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--logs", type=Path, default=ROOT / "logs")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
+    args = parser.parse_args()
+    stages = list(yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"])
+    stages = [s for s in MAIN if s in stages] + [s for s in stages if s not in MAIN]  # the pipeline's order first
+    result = pipeline_time(stages, args.logs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "pipeline_time.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "pipeline_time.md").write_text(markdown(result))
+    print(f"wrote {args.out / 'pipeline_time.json'} and pipeline_time.md: main {result['minutes']['main']} minutes, "
+          f"the comparison {result['minutes']['comparison']}, all {result['minutes']['all']}")
+
+
+if __name__ == "__main__":
+    main()
