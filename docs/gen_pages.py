@@ -27,6 +27,12 @@ mkdocs-gen-files runs this script during `properdocs build` / `properdocs serve`
 
   An unknown placeholder, path, key or stage fails the build with one line naming it.
 
+README.md is shown by GitHub as it is, not built, so its measured numbers are typed, each followed by the
+placeholder it equals in an HTML comment (hidden on GitHub): ``16<!-- {{ pipeline_time.minutes.main }} --> minutes``.
+tests/test_docs.py fails on a number there that differs from its placeholder, and on a measurement typed anywhere
+in README.md or docs/*.md without one; after a new run, ``python docs/gen_pages.py --readme`` rewrites README.md's
+numbers in place.
+
 Why not pymdownx.snippets: gen-files' pages are virtual (a temporary directory known only during the build)
 while snippets reads fixed paths on disk, and the reports need reshaping (their headings nested) anyway.
 """
@@ -476,6 +482,14 @@ def insert(path: str, page: str, text: str, position: int, copy_file) -> str:
     raise DocsError(f"{page}: {{{{ insert: {path} }}}}: only .md and .png files can be inserted")
 
 
+def expand_value(match: re.Match) -> str:
+    """What an inline value placeholder (a match of VALUE) stands for."""
+    if match["minus"]:  # a difference of two values (of their means, for {mean, std} pairs)
+        first, second = (_number(value(name), name) for name in (match["name"], match["minus"]))
+        return format_value(first - second, match["format"], f"{match['name']} - {match['minus']}")
+    return format_value(value(match["name"]), match["format"], match["name"])
+
+
 def expand(page: str, text: str, stage_names: dict[str, str], copy_file, used_stages: set[str]) -> str:
     """A page's placeholders replaced by what they stand for."""
     def block(match: re.Match) -> str:
@@ -489,10 +503,7 @@ def expand(page: str, text: str, stage_names: dict[str, str], copy_file, used_st
 
     def inline(match: re.Match) -> str:
         try:
-            if match["minus"]:  # a difference of two values (of their means, for {mean, std} pairs)
-                first, second = (_number(value(name), name) for name in (match["name"], match["minus"]))
-                return format_value(first - second, match["format"], f"{match['name']} - {match['minus']}")
-            return format_value(value(match["name"]), match["format"], match["name"])
+            return expand_value(match)
         except DocsError as err:
             raise DocsError(f"{page}: {err}") from None
 
@@ -502,6 +513,59 @@ def expand(page: str, text: str, stage_names: dict[str, str], copy_file, used_st
     if leftover := LEFTOVER.search(text):
         raise DocsError(f"{page}: '{leftover[0]}' is not a placeholder this script knows (see docs/gen_pages.py)")
     return text
+
+
+# ---- README.md's numbers ------------------------------------------------------------------------------------
+
+# GitHub shows README.md as it is, so a placeholder there would show: each measured number is typed, followed by
+# the placeholder it must equal in an HTML comment, which GitHub hides: `16<!-- {{ pipeline_time.minutes.main }} -->`.
+README_VALUE = re.compile(r"(?P<typed>[+-]?\d[\d,]*(?:\.\d+)?(?: ± \d[\d,]*(?:\.\d+)?)?%?)"
+                          r"<!-- (?P<placeholder>\{\{ [^}]* \}\}) -->")
+
+
+def readme_values(text: str) -> list[tuple[int, re.Match, str]]:
+    """Each typed number of README.md that a placeholder comment follows: (its line, the match, what the
+    placeholder expands to now)."""
+    found = []
+    for match in README_VALUE.finditer(text):
+        line = text.count("\n", 0, match.start()) + 1
+        placeholder = VALUE.fullmatch(match["placeholder"])
+        if placeholder is None:
+            raise DocsError(f"README.md:{line}: '{match['placeholder']}' is not an inline value placeholder")
+        try:
+            found.append((line, match, expand_value(placeholder)))
+        except DocsError as err:
+            raise DocsError(f"README.md:{line}: {err}") from None
+    return found
+
+
+def refresh_readme(path: Path = ROOT / "README.md") -> list[str]:
+    """Rewrites README.md's typed numbers to what their placeholder comments expand to; returns the changes."""
+    text = path.read_text()
+    changes, parts, end = [], [], 0
+    for line, match, expected in readme_values(text):
+        if match["typed"] != expected:
+            changes.append(f"README.md:{line}: {match['typed']} -> {expected} ({match['placeholder']})")
+        parts += [text[end:match.start("typed")], expected]
+        end = match.end("typed")
+    if changes:
+        path.write_text("".join(parts) + text[end:])
+    return changes
+
+
+def refresh_readme_command() -> None:
+    """`python docs/gen_pages.py --readme`: README.md's numbers brought up to date after a new run."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python docs/gen_pages.py", description=refresh_readme_command.__doc__)
+    parser.add_argument("--readme", action="store_true", required=True,
+                        help="rewrite each number typed before a {{ placeholder }} comment in README.md")
+    parser.parse_args()
+    try:
+        changes = refresh_readme()
+    except DocsError as err:
+        raise SystemExit(f"docs/gen_pages.py: {err}") from None
+    print("\n".join(changes) if changes else "README.md: every number already equals its placeholder")
 
 
 def main() -> None:
@@ -545,3 +609,5 @@ def generate() -> None:
 # mkdocs-gen-files runs this file with runpy.run_path, whose __name__ is "<run_path>"; tests import it instead.
 if __name__ == "<run_path>":
     main()
+elif __name__ == "__main__":
+    refresh_readme_command()

@@ -100,26 +100,111 @@ def test_the_results_numbers_are_the_reports(site):
             assert " ".join(row.replace("|", " ").split()) in results
 
 
+def comparison_table(text: str) -> list[str]:
+    """The first table after the line that names the comparison's headline table."""
+    rows = text[text.index("Test accuracy by labelled train examples"):].splitlines()[1:]
+    rows = rows[next(i for i, row in enumerate(rows) if row.startswith("|")):]
+    return rows[:next((i for i, row in enumerate(rows) if not row.startswith("|")), None)]
+
+
+def search_table(readme: str) -> list[str]:
+    """README.md's table of the measured search."""
+    section = readme[readme.index("**Does a hyperparameter search help?**"):]
+    return [row for row in section.split("\n\n")[1].splitlines() if row.startswith("|")]
+
+
 def test_the_readme_headline_is_the_comparison_report():
     """README.md copies the comparison's headline table from reports/compare/results.md; it must not drift."""
-
-    def table(text: str) -> list[str]:
-        """The first table after the line that names it."""
-        rows = text[text.index("Test accuracy by labelled train examples"):].splitlines()[1:]
-        rows = rows[next(i for i, row in enumerate(rows) if row.startswith("|")):]
-        return rows[:next((i for i, row in enumerate(rows) if not row.startswith("|")), None)]
-
     readme = (ROOT / "README.md").read_text()
-    assert table(readme) == table((ROOT / "reports/compare/results.md").read_text())
+    assert comparison_table(readme) == comparison_table((ROOT / "reports/compare/results.md").read_text())
     assert "reports/compare/results.md" in readme  # says where it comes from
 
 
 def test_the_readme_search_table_is_the_search_benchmark():
     """README.md copies the measured search's table from benchmarks/results/search.md; it must not drift."""
+    assert search_table((ROOT / "README.md").read_text()) == \
+        (ROOT / "benchmarks/results/search.md").read_text().splitlines()
+
+
+# ---- every number generated ---------------------------------------------------------------------------------
+
+# A measurement typed by hand goes stale with the next run, so the pages' numbers come from reports/ and
+# benchmarks/results/ (docs/gen_pages.py's placeholders). Measurement-like: a decimal, a number with a unit of
+# time, size, rate or ratio, or a ± pair. A count (2,225 articles, 3 seeds) is not; a setting is a code span.
+MEASUREMENT = re.compile(r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?(?![\w.,]?\d)")  # not in a word, version or address
+UNIT = re.compile(r"(?:[kM]|x(?!\s?\d)|\s?×(?!\s?\d)|\s?%|\s?(?:[A-Za-z]+/s|ms|s|seconds?|min|minutes?|hours?"
+                  r"|[KMGT]i?B|points?|times))(?!\w)|\s?± ?\d+(?:,\d{3})*(?:\.\d+)?")
+# Not measured: spans of the raw page that are not prose (each replaced by spaces, so lines keep their numbers).
+NOT_PROSE = re.compile(r"<!--.*?-->|\{\{.*?\}\}|\]\([^)]*\)|https?://\S+|(`+).+?\1", re.S)
+ALLOWED = {"Python 3.11": "version", "CPython 3.11": "version"}  # each with why it is no measurement
+
+
+def typed_numbers(text: str, checked: list[str] = ()) -> list[tuple[int, str]]:
+    """(line, number) of each measurement-like number typed in a page's raw Markdown: in prose, and in a code block's
+    comments (after `# `), outside placeholders, code spans, HTML comments, link targets and the lines ``checked``
+    (tables another test compares with their source)."""
+    lines = []
+    fenced = False
+    for line in text.splitlines():
+        if re.match(r"^\s*(```|~~~)", line):
+            fenced, line = not fenced, ""
+        elif fenced:
+            line = line.split(" # ", 1)[1] if " # " in line else ""
+        lines.append("" if line in checked else line)
+    prose = NOT_PROSE.sub(lambda m: re.sub(r"[^\n]", " ", m[0]), "\n".join(lines))
+    for phrase in ALLOWED:
+        prose = prose.replace(phrase, " " * len(phrase))
+    found = []
+    for number, line in enumerate(prose.splitlines(), 1):
+        end = 0
+        for match in MEASUREMENT.finditer(line):
+            unit = UNIT.match(line, match.end())
+            if match.start() >= end and (unit or "." in match[0]):  # (the second of a ± pair is in the first's unit)
+                found.append((number, line[match.start():unit.end() if unit else match.end()]))
+                end = unit.end() if unit else match.end()
+    return found
+
+
+def readme_numbers(readme: str) -> tuple[list[str], str]:
+    """README.md's typed numbers checked against their placeholder comments (docs/gen_pages.py): the stale ones, one
+    line each, and the README with the checked numbers blanked for typed_numbers."""
+    stale = [f"README.md:{line}: {match['typed']} should be {expected} ({match['placeholder']})"
+             for line, match, expected in gen_pages.readme_values(readme) if match["typed"] != expected]
+    blanked = gen_pages.README_VALUE.sub(lambda m: " " * len(m["typed"]) + m[0][len(m["typed"]):], readme)
+    return stale, blanked
+
+
+def test_every_number_in_the_readme_and_the_docs_comes_from_a_results_file():
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("**Does a hyperparameter search help?**"):]
-    rows = [row for row in section.split("\n\n")[1].splitlines() if row.startswith("|")]
-    assert rows == (ROOT / "benchmarks/results/search.md").read_text().splitlines()
+    # The README's two copied tables are compared whole with their sources by the two tests above.
+    checked = comparison_table(readme) + search_table(readme)
+    problems, blanked = readme_numbers(readme)
+    pages = {"README.md": blanked, **{f"docs/{p.name}": p.read_text() for p in sorted((ROOT / "docs").glob("*.md"))}}
+    problems += [f"{page}:{line}: {number}" for page, text in pages.items()
+                 for line, number in typed_numbers(text, checked if page == "README.md" else ())]
+    assert not problems, (
+        "numbers typed by hand (a results file in reports/ or benchmarks/results/ must hold each: in docs/*.md put "
+        "its placeholder, {{ SOURCE.KEY }} (docs/gen_pages.py); in README.md type it followed by the placeholder in "
+        "a comment, 0.966<!-- {{ test.accuracy }} -->, and refresh all of them with `python docs/gen_pages.py "
+        "--readme`; or remove the number):\n" + "\n".join(problems))
+
+
+def test_the_number_check_finds_typed_measurements_and_skips_generated_ones():
+    text = ("The comparison took 13 minutes; MiniLM scored 0.954 ± 0.002 at 744k tokens.\n"
+            "Generated: {{ pipeline_time.minutes.main }} minutes, `threshold: 0.5`, [the run](run-2.1.md), "
+            "<!-- 0.7 -->, Python 3.11, torch 2.13.0, 127.0.0.1, 4×256, x86_64, 2,225 articles, 3 seeds.\n"
+            "```bash\ndvc repro --threads 2.5   # 16 minutes\n```\n")
+    assert typed_numbers(text) == [(1, "13 minutes"), (1, "0.954 ± 0.002"), (1, "744k"), (4, "16 minutes")]
+
+
+def test_a_readme_number_must_equal_its_placeholder():
+    minutes = gen_pages.value("pipeline_time.minutes.main")
+    fresh = f"The model takes {minutes}<!-- {{{{ pipeline_time.minutes.main }}}} --> minutes."
+    assert readme_numbers(fresh) == ([], fresh.replace(str(minutes), " " * len(str(minutes)), 1))
+    assert typed_numbers(readme_numbers(fresh)[1]) == []
+    stale, _ = readme_numbers("Intro.\n" + fresh.replace(str(minutes), str(minutes + 1), 1))
+    assert stale == [f"README.md:2: {minutes + 1} should be {minutes} ({{{{ pipeline_time.minutes.main }}}})"]
+    assert typed_numbers(f"The model takes {minutes} minutes.") == [(1, f"{minutes} minutes")]
 
 
 # ---- the generator, on a schema of its own ------------------------------------------------------------------
