@@ -18,9 +18,11 @@ mkdocs-gen-files runs this script during `properdocs build` / `properdocs serve`
   ``{{ SOURCE.KEY.PATH }}`` or ``{{ SOURCE.KEY.PATH:FORMAT }}`` (inline)
       one value from a report or benchmark (SOURCES; list items by index), or a value computed from them
       (``gain.<arm>.<budget>.<metric>``: the pre-trained arm's mean test score minus that arm's;
-      ``prepare.kept``: the documents in the three splits); ``{{ A - B }}`` is a difference of two values.
+      ``prepare.kept``: the documents in the three splits; ``finetune.parameters``: the classifier's, trainable and
+      frozen); ``{{ A - B }}`` is a difference of two values.
       Floats print with 3 decimals, integers with thousands separators, ``{mean, std}`` pairs as
-      ``0.922 ± 0.002`` (any FORMAT, a Python format spec, applies to the mean);
+      ``0.922 ± 0.002`` (any FORMAT, a Python format spec, applies to the mean); FORMAT ``M`` or ``k`` writes a
+      count in millions or thousands (``1.7M``, ``744k``), ``min`` a number of seconds in whole minutes;
   ``{{ params: STAGE }}`` (inline)
       the params dvc.yaml lists for STAGE, as code spans (``block.*`` for a whole block). Every stage of
       dvc.yaml must appear in some page, so the stage table cannot miss one.
@@ -77,7 +79,7 @@ INSERTABLE = ("reports/", "benchmarks/results/")
 
 INSERT = re.compile(r"^\{\{ insert: (?P<path>\S+) \}\}$", re.M)
 PARAMS = re.compile(r"\{\{ params: (?P<stage>[\w-]+) \}\}")
-VALUE = re.compile(r"(?<!\$)\{\{ (?P<name>[A-Za-z_][\w.-]*)(?: - (?P<minus>[A-Za-z_][\w.-]*))?"
+VALUE = re.compile(r"(?<!\$)\{\{ (?P<name>[A-Za-z_][\w.@-]*)(?: - (?P<minus>[A-Za-z_][\w.@-]*))?"
                    r"(?::(?P<format>[^\s}]+))? \}\}")
 LEFTOVER = re.compile(r"(?<!\$)\{\{ [^}]*\}\}")
 
@@ -326,6 +328,9 @@ def value(name: str) -> Any:
             raise DocsError(f"{{{{ {name} }}}}: no {err} in reports/compare/results.json") from None
     if source == "prepare" and path == ["kept"]:  # documents in the three splits
         return sum(split["documents"] for split in _load(SOURCES["prepare"])["splits"].values())
+    if source == "finetune" and path == ["parameters"]:  # the classifier's, trainable and frozen
+        finetune = _load(SOURCES["finetune"])
+        return finetune["trainable_parameters"] + finetune["frozen_parameters"]
     if source not in SOURCES:
         raise DocsError(f"{{{{ {name} }}}}: unknown source '{source}'; known: gain, {', '.join(SOURCES)}")
     return _walk(_load(SOURCES[source]), path, name)
@@ -335,8 +340,12 @@ def _number(data: Any, name: str) -> float:
     if isinstance(data, dict) and "mean" in data:
         data = data["mean"]
     if not isinstance(data, int | float) or isinstance(data, bool):
-        raise DocsError(f"{{{{ {name} }}}} is not a number, so it cannot be subtracted")
+        raise DocsError(f"{{{{ {name} }}}} is not a number")
     return data
+
+
+# Formats of a count or a duration beside Python's: 1.7M parameters, 744k tokens, 13 minutes (of a value in seconds).
+UNIT_FORMATS = {"M": lambda n: f"{n / 1e6:.1f}M", "k": lambda n: f"{n / 1e3:.0f}k", "min": lambda s: f"{s / 60:.0f}"}
 
 
 def format_value(data: Any, spec: str | None, name: str) -> str:
@@ -346,6 +355,8 @@ def format_value(data: Any, spec: str | None, name: str) -> str:
         data = data["mean"]
     if isinstance(data, dict | list):
         raise DocsError(f"{{{{ {name} }}}} is not a single value")
+    if spec in UNIT_FORMATS:
+        return UNIT_FORMATS[spec](_number(data, name))
     if spec:
         return format(data, spec)
     if isinstance(data, bool) or isinstance(data, str):
@@ -519,7 +530,7 @@ def expand(page: str, text: str, stage_names: dict[str, str], copy_file, used_st
 
 # GitHub shows README.md as it is, so a placeholder there would show: each measured number is typed, followed by
 # the placeholder it must equal in an HTML comment, which GitHub hides: `16<!-- {{ pipeline_time.minutes.main }} -->`.
-README_VALUE = re.compile(r"(?P<typed>[+-]?\d[\d,]*(?:\.\d+)?(?: ± \d[\d,]*(?:\.\d+)?)?%?)"
+README_VALUE = re.compile(r"(?P<typed>[+-]?\d[\d,]*(?:\.\d+)?(?: ± \d[\d,]*(?:\.\d+)?)?[%kM]?)"
                           r"<!-- (?P<placeholder>\{\{ [^}]* \}\}) -->")
 
 
