@@ -22,7 +22,8 @@ mkdocs-gen-files runs this script during `properdocs build` / `properdocs serve`
       frozen); ``{{ A - B }}`` is a difference of two values.
       Floats print with 3 decimals, integers with thousands separators, ``{mean, std}`` pairs as
       ``0.922 ± 0.002`` (any FORMAT, a Python format spec, applies to the mean); FORMAT ``M`` or ``k`` writes a
-      count in millions or thousands (``1.7M``, ``744k``), ``min`` a number of seconds in whole minutes;
+      count in millions or thousands (``1.7M``, ``744k``), ``min`` and ``ms`` a number of seconds in whole minutes
+      or in milliseconds;
   ``{{ params: STAGE }}`` (inline)
       the params dvc.yaml lists for STAGE, as code spans (``block.*`` for a whole block). Every stage of
       dvc.yaml must appear in some page, so the stage table cannot miss one.
@@ -344,8 +345,9 @@ def _number(data: Any, name: str) -> float:
     return data
 
 
-# Formats of a count or a duration beside Python's: 1.7M parameters, 744k tokens, 13 minutes (of a value in seconds).
-UNIT_FORMATS = {"M": lambda n: f"{n / 1e6:.1f}M", "k": lambda n: f"{n / 1e3:.0f}k", "min": lambda s: f"{s / 60:.0f}"}
+# Formats of a count or a duration beside Python's: 1.7M parameters, 744k tokens; seconds as 13 minutes, as 8.8 ms.
+UNIT_FORMATS = {"M": lambda n: f"{n / 1e6:.1f}M", "k": lambda n: f"{n / 1e3:.0f}k", "min": lambda s: f"{s / 60:.0f}",
+                "ms": lambda s: f"{s * 1e3:.1f}"}
 
 
 def format_value(data: Any, spec: str | None, name: str) -> str:
