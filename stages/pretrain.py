@@ -13,8 +13,10 @@ import sys
 from pathlib import Path
 
 from ptft.pipeline.blocks import TokenBlocks, check_tokenizer, corpus_dataset
+from ptft.pipeline.cost import announce, pretrain_estimate
 from ptft.pipeline.data import read_split_dataset
-from ptft.pipeline.modeling import language_model
+from ptft.pipeline.flops import predicted_fraction
+from ptft.pipeline.modeling import flops_per_token, language_model
 from ptft.pipeline.params import comparison_pretrain
 from ptft.pipeline.stage import run_stage
 from ptft.pipeline.training import check_budget, open_live, pretrain_lm, pretrain_trainer
@@ -43,13 +45,17 @@ with run_stage(stage) as run:
         check_tokenizer(CORPUS, tokenizer)
         train = TokenBlocks(CORPUS, pretrain["seq_len"])
     check_budget(pretrain, len(train))
+    announce(stage, run.params, lambda sizes, speed: pretrain_estimate(stage, pretrain, run.params, sizes, speed))
     validation = read_split_dataset(Path("data/prepared"), "validation")
 
     # The report is renamed into place only when complete.
     with run.output_dir(reports) as report, run.system_monitor():
         live = open_live(report)
-        result, run.facts["speed"] = pretrain_lm(pretrain_trainer(model, tokenizer, train, validation, pretrain,
-                                                                  run.seed, live, run.checkpoint_dir, run.runtime))
+        result, speed = pretrain_lm(pretrain_trainer(model, tokenizer, train, validation, pretrain, run.seed, live,
+                                                     run.checkpoint_dir, run.runtime))
+        per_token = flops_per_token(model, pretrain["seq_len"], predicted_fraction(pretrain, model.config))
+        run.facts["speed"] = {**speed, "train_flops_per_second":  # what `ptft estimate` scales to other runs
+                              speed.get("train_tokens_per_second", 0.0) * per_token}
         for key, value in result.items():
             live.log_metric(key, value, plot=False)
         live.end()

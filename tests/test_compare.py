@@ -107,7 +107,7 @@ def test_a_cell_keeps_finished_seeds_and_skips_minilm_when_missing(tmp_path, mon
     monkeypatch.setattr(compare, "text_sample", lambda *_: ["unlabelled text"])
     params = {**PARAMS, "compare": {**PARAMS["compare"], "seeds": [1]}}
     assert run_cell("tfidf", "25", params, tmp_path)["runs"] == [run(1, 0.9)]
-    monkeypatch.setattr(compare, "_minilm_missing", lambda: True)
+    monkeypatch.setattr(compare, "minilm_missing", lambda: True)
     assert "pip install" in run_cell("minilm", "25", params, tmp_path)["skipped"]
     # A budget over the train split (a small dataset) is skipped, not a failure.
     assert run_cell("tfidf", "61", params, tmp_path)["skipped"] == too_large("61", 60)

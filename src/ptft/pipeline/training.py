@@ -32,8 +32,9 @@ from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ptft.pipeline.blocks import TokenBlocks
+from ptft.pipeline.flops import device_batch, finetune_flops, padded_length
 from ptft.pipeline.metrics import classification_metrics, multilabel_metrics
-from ptft.pipeline.modeling import layerwise_param_groups
+from ptft.pipeline.modeling import flops_per_token, layerwise_param_groups
 from ptft.pipeline.params import ParamsError
 from ptft.pipeline.runtime import world_size
 
@@ -498,4 +499,11 @@ def finetune_classifier(
         "train_examples": len(train),
         "steps": trainer.state.global_step,
     }
-    return metrics, train_speed(trainer)
+    speed = train_speed(trainer)
+    if speed.get("train_runtime"):  # the FLOP/s that `ptft estimate` scales to other data (ptft.pipeline.cost)
+        length = padded_length([len(ids) for ids in train["input_ids"]], device_batch(params), params["max_length"],
+                               params.get("group_by_length", False))
+        flops = finetune_flops(flops_per_token(model, max(1, round(length)), 0.0), length,
+                               trainer.state.global_step * params["batch_size"], len(history) * len(validation))
+        speed["train_flops_per_second"] = flops / speed["train_runtime"]
+    return metrics, speed
