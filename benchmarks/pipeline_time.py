@@ -8,6 +8,11 @@ are committed) this takes the last ``succeeded`` entry and sums the wall times o
 - comparison: every other stage (the compare_* cells, the objectives' pre-training, compare_report, the optional
   MiniLM arms when dvc.lock has them).
 
+It also records the speeds ``ptft estimate`` scales to other data and params when a machine has no run logs of its
+own (``rates``: training FLOP/s of pre-training and fine-tuning, and a stage's start-up; see
+:mod:`ptft.pipeline.cost`), and each training stage's estimate from them beside its measured time, which shows how
+far the estimate is off.
+
 Wall times are the stages' own (after Python start-up and imports); the seconds DVC spends between stages (hashing,
 start-up) are not in them. Run it after a full `dvc repro` on the machine that ran it; logs/ is git-ignored, the
 results are committed. A stage of dvc.lock without a succeeded entry, or stages run on different machines, fail
@@ -25,6 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ptft.estimate import estimate_pipeline
+from ptft.pipeline.cost import Sizes, Speed, run_rates
+from ptft.pipeline.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ("prepare", "prepare_corpus", "pretrain", "finetune", "evaluate", "test", "export")
@@ -68,8 +77,14 @@ def markdown(result: dict[str, Any]) -> str:
              f"From the run logs (`logs/<stage>.jsonl`, the last succeeded run of each stage of `dvc.lock`) on "
              f"{machine['cpu']}, {machine['threads']} threads; a stage's own time, after Python start-up and "
              "imports. Written by `python benchmarks/pipeline_time.py`.", "",
-             "| stage | seconds |", "| --- | --- |"]
-    lines += [f"| {stage} | {row['wall_seconds']:.1f} |" for stage, row in result["stages"].items()]
+             "The estimate is `ptft estimate`'s at the rates measured here (pre-training "
+             f"{result['rates']['pretrain'] / 1e9:.1f} GFLOP/s, fine-tuning {result['rates']['finetune'] / 1e9:.1f} "
+             "GFLOP/s), for the stages that train: pretrain and finetune are where those rates come from, so the "
+             "other rows are the estimate's test.", "",
+             "| stage | seconds | estimated |", "| --- | --- | --- |"]
+    lines += [f"| {stage} | {row['wall_seconds']:.1f} | "
+              + (f"{row['estimated_seconds']:.1f} |" if "estimated_seconds" in row else "— |")
+              for stage, row in result["stages"].items()]
     lines += ["", f"- main (prepare → export): {totals['main']:.0f} s, {minutes['main']} minutes",
               f"- the comparison (every other stage): {totals['comparison']:.0f} s, {minutes['comparison']} minutes",
               f"- all: {totals['all']:.0f} s, {minutes['all']} minutes"]
@@ -84,6 +99,12 @@ def main() -> None:
     stages = list(yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"])
     stages = [s for s in MAIN if s in stages] + [s for s in stages if s not in MAIN]  # the pipeline's order first
     result = pipeline_time(stages, args.logs)
+    params, sizes = load_params(ROOT / "params.yaml"), Sizes(*(ROOT / d for d in ("data/prepared", "data/corpus",
+                                                                                   "data/tokenizer")))
+    result["rates"] = run_rates(params, sizes, args.logs)
+    speed = Speed(**result["rates"], source="benchmarks/results/pipeline_time.json")
+    for estimate in (e for group in estimate_pipeline(params, sizes, speed).values() for e in group):
+        result["stages"][estimate.stage]["estimated_seconds"] = round(estimate.seconds, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "pipeline_time.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "pipeline_time.md").write_text(markdown(result))
