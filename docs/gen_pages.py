@@ -426,6 +426,24 @@ def pretraining_text_table() -> str:
     return "\n".join(lines)
 
 
+def comparison_time_table() -> str:
+    """The comparison's share of benchmarks/results/pipeline_time.json: each dvc.yaml stage's cells (a foreach
+    stage's, or its one) with their summed wall time, and the total."""
+    timing = _load(SOURCES["pipeline_time"])
+    groups: dict[str, list[float]] = {}
+    for stage, row in timing["stages"].items():
+        if "@" in stage or stage.startswith("compare_"):  # the comparison's stages, as pipeline_time.py counts them
+            groups.setdefault(stage.split("@")[0], []).append(row["wall_seconds"])
+    total = sum(map(sum, groups.values()))
+    if round(total, 2) != timing["totals"]["comparison"]:
+        raise DocsError(f"{SOURCES['pipeline_time']}: the comparison's stages add up to {total:.2f} s, not its "
+                        f"totals.comparison; rerun `python benchmarks/pipeline_time.py`")
+    lines = ["| stage | cells | seconds | minutes |", "| --- | --- | --- | --- |"]
+    lines += [f"| {stage} | {len(times)} | {sum(times):,.0f} | {sum(times) / 60:.1f} |" for stage, times in groups.items()]
+    lines.append(f"| **all** | {sum(map(len, groups.values()))} | {total:,.0f} | {total / 60:.1f} |")
+    return "\n".join(lines)
+
+
 def params_error_example() -> str:
     """What a stage prints for a misspelt key, from the schema's own check: `finetune.lr` written `learnig_rate`."""
     from ptft.pipeline.params import ParamsError, check_params
@@ -440,7 +458,8 @@ def params_error_example() -> str:
 
 
 BUILT = {"export-check": export_check_table, "test-per-class": per_class_table,
-         "pretraining-text": pretraining_text_table, "params-error": params_error_example}
+         "pretraining-text": pretraining_text_table, "comparison-time": comparison_time_table,
+         "params-error": params_error_example}
 
 
 def _nested_markdown(path: str, parent: int) -> str:
