@@ -439,7 +439,8 @@ def comparison_time_table() -> str:
         raise DocsError(f"{SOURCES['pipeline_time']}: the comparison's stages add up to {total:.2f} s, not its "
                         f"totals.comparison; rerun `python benchmarks/pipeline_time.py`")
     lines = ["| stage | cells | seconds | minutes |", "| --- | --- | --- | --- |"]
-    lines += [f"| {stage} | {len(times)} | {sum(times):,.0f} | {sum(times) / 60:.1f} |" for stage, times in groups.items()]
+    lines += [f"| {stage} | {len(times)} | {sum(times):,.0f} | {sum(times) / 60:.1f} |"
+              for stage, times in groups.items()]
     lines.append(f"| **all** | {sum(map(len, groups.values()))} | {total:,.0f} | {total / 60:.1f} |")
     return "\n".join(lines)
 

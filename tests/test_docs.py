@@ -289,6 +289,12 @@ def test_placeholders_expand_from_the_reports_and_unknown_ones_fail():
     assert gen_pages.expand("p.md", text, stages, None, used) == \
         f"`seed`, `finetune.*` | {test['accuracy']:.3f} | {test['documents']:,} | {gain:+.2f}"
     assert used == {"finetune"}
+    text = ("{{ prepare_corpus.tokens:k }}, {{ pipeline_time.stages.pretrain.wall_seconds:min }}, "
+            "{{ pipeline_time.stages.compare_scratch@25.wall_seconds:.0f }}")  # unit formats; a foreach cell's name
+    timing = report("benchmarks/results/pipeline_time.json")["stages"]
+    assert gen_pages.expand("p.md", text, stages, None, used) == \
+        f"{report('reports/prepare_corpus/stats.json')['tokens'] / 1e3:.0f}k, " \
+        f"{timing['pretrain']['wall_seconds'] / 60:.0f}, {timing['compare_scratch@25']['wall_seconds']:.0f}"
     for bad, says in (("{{ test.nothing }}", "no 'nothing'"), ("{{ params: nope }}", "no such stage"),
                       ("{{ insert: built/nope }}", "nothing of that name"), ("{{ what is this }}", "not a placeholder"),
                       ("{{ insert: src/ptft/cli.py }}", "not a committed file under")):
