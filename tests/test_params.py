@@ -260,3 +260,22 @@ def test_a_comparison_model_takes_its_own_budget_never_the_main_runs():
     for name in ("pretrain_objective", "pretrain_continued"):
         declared = stages[name]["do"]["params"]
         assert not {"pretrain", "pretrain.tokens", "pretrain.max_steps"} & set(declared)
+
+
+def test_the_gpu_config_gives_the_objective_cells_a_tenth_of_its_token_budget(tmp_path):
+    from ptft.pipeline.params import check_params, comparison_pretrain
+    from ptft.pipeline.training import pretrain_steps
+
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text((ROOT / "params.yaml").read_text())
+    merged = merge_files(params_file, ROOT / "configs/gpu.yaml")  # a key new to an arm's settings may be added
+    assert load_params(params_file) == merged
+    check_params(merged)
+    pretrain = merged["pretrain"]
+    blocks = 10**9 // pretrain["seq_len"]  # a corpus of a billion tokens
+    for name, settings in merged["compare"]["objective_settings"].items():
+        objective = comparison_pretrain(pretrain, settings)
+        assert pretrain_steps(objective, blocks) * 10 == pytest.approx(pretrain_steps(pretrain, blocks), rel=1e-3)
+    # Outside a free-form mapping an unknown key is still refused.
+    with pytest.raises(ParamsError, match="unknown param 'compare.objective_setting'"):
+        deep_merge(merged, {"compare": {"objective_setting": {}}})

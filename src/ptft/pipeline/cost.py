@@ -52,20 +52,23 @@ def model_flops(config: Any, seq_len: int, predicted_fraction: float) -> float:
 
 
 def model_config(init: str, objective: str, model: dict[str, Any] | None, tokenizer_dir: Path) -> Any:
-    """The config a run trains: a trained model's or checkpoint's own, else (``scratch``, or a model of this
-    pipeline not trained yet) one built from the ``model`` params."""
+    """The config a run trains. A model of this pipeline (``scratch``, ``pretrained``, ``models/...``) is built from
+    the ``model`` params when given (what the run will train), else read from its directory (a comparison cell,
+    which does not read those params, runs after the model was trained); a checkpoint has its own config."""
     from transformers import AutoConfig, AutoTokenizer
 
     from ptft.pipeline.modeling import build_causal_config, build_config, resolve_init
 
     path = {"pretrained": "models/pretrained"}.get(init, init)
-    if init == "scratch" or (path.startswith("models/") and not Path(path).is_dir()):
-        if model is None:
-            raise UserError(f"{init} is not trained yet; estimate with the model params")
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-        causal = objective == "clm" or path.endswith("-clm")
-        return build_causal_config(model, tokenizer) if causal else build_config(model, tokenizer)
-    return AutoConfig.from_pretrained(path if path.startswith("models/") else resolve_init(init))
+    if init != "scratch" and not path.startswith("models/"):
+        return AutoConfig.from_pretrained(resolve_init(init))
+    if model is None:
+        if not Path(path).is_dir():
+            raise UserError(f"{path} is not trained yet, and the stage does not read the model params")
+        return AutoConfig.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    causal = objective == "clm" or path.endswith("-clm")
+    return build_causal_config(model, tokenizer) if causal else build_config(model, tokenizer)
 
 
 def pretrain_flops(pretrain: dict[str, Any], config: Any, corpus_tokens: int) -> tuple[float, int]:
@@ -162,7 +165,10 @@ def finetune_run_flops(settings: dict[str, Any], params: dict[str, Any], sizes: 
                        evaluated: int) -> tuple[float, str]:
     """(FLOPs, what it trains in words) of one fine-tuning run from its finetune ``settings``, scoring ``evaluated``
     documents on the way."""
-    config = model_config(settings["init"], "mlm", params.get("model"), sizes.tokenizer_dir)
+    init, pretrain = settings["init"], params.get("pretrain")
+    if init == "pretrained" and pretrain and pretrain["init"] != "scratch":  # continued: the checkpoint's shape
+        init = pretrain["init"]
+    config = model_config(init, "mlm", params.get("model"), sizes.tokenizer_dir)
     length = padded_length(sizes.lengths(settings["init"]), device_batch(settings), settings["max_length"],
                            settings.get("group_by_length", False))
     passes = run_passes(train_examples, settings)

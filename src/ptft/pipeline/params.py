@@ -66,13 +66,33 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any], _prefix: str = ""
     merged = copy.deepcopy(base)
     for key, value in override.items():
         name = f"{_prefix}{key}"
-        if key not in merged:
+        if key not in merged and not free_form(_prefix.rstrip(".")):
             raise ParamsError(f"unknown param '{name}' in override; known keys here: {', '.join(map(str, merged))}")
-        if isinstance(value, dict) and isinstance(merged[key], dict):
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = deep_merge(merged[key], value, f"{name}.")
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def free_form(dotted: str) -> bool:
+    """Whether the schema types ``dotted`` (``compare.objective_settings.mlm``), or a key above it, as a free-form
+    mapping, whose keys are the user's (an arm's overrides): a partial config may add keys there."""
+    import typing
+
+    from pydantic import BaseModel
+
+    from ptft.pipeline.schema import Params
+
+    block: Any = Params
+    for part in filter(None, dotted.split(".")):
+        field = block.model_fields.get(part) if isinstance(block, type) and issubclass(block, BaseModel) else None
+        if field is None:
+            return False
+        if typing.get_origin(field.annotation) is dict:
+            return True
+        block = field.annotation
+    return False
 
 
 def merge_files(base: str | Path, override: str | Path, out: str | Path | None = None) -> dict[str, Any]:
@@ -103,7 +123,7 @@ def _assign(node: Any, overrides: dict[str, Any]) -> None:
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     for key, value in overrides.items():
-        old = node[key]
+        old = node.get(key)  # None: a key new to a free-form mapping (see free_form)
         if isinstance(value, dict) and isinstance(old, dict):
             _assign(old, value)
             continue
