@@ -169,7 +169,7 @@ def finetune_run_flops(settings: dict[str, Any], params: dict[str, Any], sizes: 
     if init == "pretrained" and pretrain and pretrain["init"] != "scratch":  # continued: the checkpoint's shape
         init = pretrain["init"]
     config = model_config(init, "mlm", params.get("model"), sizes.tokenizer_dir)
-    length = padded_length(sizes.lengths(settings["init"]), device_batch(settings), settings["max_length"],
+    length = padded_length(sizes.lengths(init), device_batch(settings), settings["max_length"],
                            settings.get("group_by_length", False))
     passes = run_passes(train_examples, settings)
     per_token = model_flops(config, max(1, round(length)), 0.0)  # a classifier: no vocabulary projection
