@@ -16,7 +16,8 @@ far the estimate is off.
 Wall times are the stages' own (after Python start-up and imports); the seconds DVC spends between stages (hashing,
 start-up) are not in them. Run it after a full `dvc repro` on the machine that ran it; logs/ is git-ignored, the
 results are committed. A stage of dvc.lock without a succeeded entry, or stages run on different machines, fail
-it with one line.
+it with one line. A stage rerun since (alone, or while other work shared the machine) replaces its entry, so
+after such reruns run `dvc repro -f` first: the committed results are those of one whole run.
 
 Usage:  python benchmarks/pipeline_time.py [--logs logs] [--out benchmarks/results]
 Writes pipeline_time.json and pipeline_time.md under --out.
@@ -32,25 +33,16 @@ from typing import Any
 import yaml
 
 from ptft.estimate import estimate_pipeline
-from ptft.pipeline.cost import Sizes, Speed, run_rates
+from ptft.pipeline.cost import Sizes, Speed, last_succeeded, run_rates
 from ptft.pipeline.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ("prepare", "prepare_corpus", "pretrain", "finetune", "evaluate", "test", "export")
 
 
-def last_succeeded(logs: Path, stage: str) -> dict[str, Any] | None:
-    """The last ``succeeded`` entry of ``logs/<stage>.jsonl``, or None."""
-    path = logs / f"{stage}.jsonl"
-    if not path.is_file():
-        return None
-    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return next((e for e in reversed(entries) if e.get("status") == "succeeded"), None)
-
-
 def pipeline_time(stages: list[str], logs: Path) -> dict[str, Any]:
     """The results file's content for the dvc.lock stages ``stages``; SystemExit naming what is missing."""
-    entries = {stage: last_succeeded(logs, stage) for stage in stages}
+    entries = {stage: last_succeeded(logs / f"{stage}.jsonl") for stage in stages}
     if missing := [stage for stage, entry in entries.items() if entry is None]:
         raise SystemExit(f"pipeline_time: no succeeded run of {', '.join(missing)} in {logs}/<stage>.jsonl; "
                          "run `dvc repro` (all of dvc.lock's stages) on this machine first")

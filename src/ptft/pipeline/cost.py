@@ -80,7 +80,8 @@ def pretrain_flops(pretrain: dict[str, Any], config: Any, corpus_tokens: int) ->
     return tokens * model_flops(config, pretrain["seq_len"], predicted_fraction(pretrain, config)), tokens
 
 
-def _last_succeeded(log: Path) -> dict[str, Any] | None:
+def last_succeeded(log: Path) -> dict[str, Any] | None:
+    """The last ``succeeded`` entry of a stage's run log (``logs/<stage>.jsonl``), or None."""
     if not log.is_file():
         return None
     entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
@@ -95,7 +96,7 @@ def _device() -> str:
 
 def measured_speed(threads: int, logs: Path = LOGS, reference: Path = REFERENCE) -> Speed | None:
     """This machine's speed from its own run logs, else the committed run's (on a CPU only), else None."""
-    runs = [_last_succeeded(logs / f"{stage}.jsonl") for stage in ("pretrain", "finetune")]
+    runs = [last_succeeded(logs / f"{stage}.jsonl") for stage in ("pretrain", "finetune")]
     if all(r and r.get("speed", {}).get("train_flops_per_second") and r["environment"]["threads"] == threads
            and r["environment"]["device"].split()[0] == _device() for r in runs):
         pretrain, finetune = (r["speed"]["train_flops_per_second"] for r in runs)
@@ -115,12 +116,15 @@ def measured_speed(threads: int, logs: Path = LOGS, reference: Path = REFERENCE)
 
 @dataclass(frozen=True)
 class Estimate:
+    """One stage's estimated time, and what it trains."""
+
     stage: str
     work: str  # what it trains, in words
     seconds: float
 
 
 def describe_seconds(seconds: float) -> str:
+    """Seconds as a person reads them: 40 s, 12 min, 3.5 h."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
@@ -200,7 +204,7 @@ def run_rates(params: dict[str, Any], sizes: Sizes, logs: Path = LOGS) -> dict[s
     benchmarks/results/pipeline_time.json records them for :func:`measured_speed`. ``params`` and ``sizes`` must
     be those runs' (the committed run's, for the benchmark): a run logged before runs recorded their FLOP/s is
     counted from them."""
-    pretrain_run, finetune_run = (_last_succeeded(logs / f"{stage}.jsonl") for stage in ("pretrain", "finetune"))
+    pretrain_run, finetune_run = (last_succeeded(logs / f"{stage}.jsonl") for stage in ("pretrain", "finetune"))
     if not (pretrain_run and finetune_run):
         raise UserError(f"{logs}: no succeeded pretrain and finetune runs to measure; run `dvc repro finetune`")
     pretrain, finetune = params["pretrain"], params["finetune"]
