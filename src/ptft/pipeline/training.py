@@ -501,8 +501,8 @@ def finetune_classifier(
     }
     speed = train_speed(trainer)
     if speed.get("train_runtime"):  # the FLOP/s that `ptft estimate` scales to other data (ptft.pipeline.cost)
-        length = padded_length([len(ids) for ids in train["input_ids"]], device_batch(params), params["max_length"],
-                               params.get("group_by_length", False))
+        lengths = [len(ids) for ids in train["input_ids"]]  # already cut at max_length by the encoding
+        length = padded_length(lengths, device_batch(params), max(lengths), params.get("group_by_length", False))
         flops = finetune_flops(flops_per_token(model, max(1, round(length)), 0.0), length,
                                trainer.state.global_step * params["batch_size"], len(history) * len(validation))
         speed["train_flops_per_second"] = flops / speed["train_runtime"]
