@@ -237,7 +237,12 @@ def speed_for(params: dict[str, Any], flops: float | None = None) -> Speed:
 
 def announce(stage: str, params: dict[str, Any], estimate_of: Any) -> None:
     """Print a stage's estimate before it trains: ``estimate_of(sizes, speed)`` gives it. Silent when no speed is
-    measured for this device (nothing to scale) or the data it needs is not there: an estimate never stops a run."""
+    measured for this device (nothing to scale) or the data it needs is not there: an estimate never stops a run.
+    Under torchrun, the first process alone prints it."""
+    from ptft.pipeline.runtime import is_main_process
+
+    if not is_main_process():
+        return
     try:
         speed = measured_speed(params["runtime"]["threads"])
         if speed is None:
