@@ -13,6 +13,7 @@ from ptft.pipeline import compare
 from ptft.pipeline.compare import (
     SHARED_FINETUNE,
     arm_settings,
+    best_arms,
     budget_size,
     headline,
     markdown,
@@ -65,6 +66,12 @@ def test_headline_gains_and_markdown_tables():
     assert "| linear-probe | freeze all-but-head | 0.610 ± 0.014 |" in text
     assert "| clm | objective clm | 9 | 5.000 | 0.710 ± 0.014 |" in text
     assert "| minilm | 90 | 2.500 |" in text  # the continued pre-training
+    # The arm to use at each budget is chosen on validation, never on test.
+    assert "| 100 | continued-minilm | 0.940 ± 0.014 | 0.940 ± 0.014 |" in text
+    assert "| all | tfidf | 0.980 ± 0.014 | 0.980 ± 0.014 |" in text
+    results["methods"]["continued-minilm"]["100"]["test_accuracy"] = {"mean": 0.99, "std": 0.0}
+    results["methods"]["minilm"]["100"]["validation_macro_f1"] = {"mean": 0.95, "std": 0.0}
+    assert best_arms(results)["100"]["arm"] == "minilm"  # the better test score of the other chooses nothing
     results["methods"]["minilm"] = {"100": {"skipped": "not installed"}}
     assert "minilm at 100: skipped, not installed." in markdown(results, {"compare": PARAMS["compare"]})
     small = "the train split has 80 labelled examples, fewer than 100"
@@ -133,6 +140,7 @@ def test_smoke_comparison_report(smoke_run):
     assert set(gains["pretrained_minus_scratch"]) == {f"at_{focus}", "at_all"}
     report = (clone / "reports/compare/results.md").read_text()
     assert "## Test accuracy by labelled train examples" in report and "## Pre-training objective" in report
+    assert f"| {focus} | {best_arms(results)[focus]['arm']} |" in report  # the arm to use, chosen on validation
     assert (clone / "reports/compare/learning_curve.png").read_bytes().startswith(b"\x89PNG")
     plots = json.loads(dvc("plots", "show", "--json", "reports/compare/learning_curve.json", cwd=clone).stdout)
     content = json.dumps(plots["data"]["reports/compare/learning_curve.json"][0]["content"])

@@ -256,6 +256,31 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     return gains
 
 
+def _budget_order(budget: str) -> tuple[int, int]:
+    return (1, 0) if budget == "all" else (0, int(budget))
+
+
+def best_arms(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per budget, the arm to use: the best mean validation macro-F1 of every arm run there (the methods, and the
+    variants and objectives at the focus budget), as a user would choose without the test split; its test
+    accuracy beside it. The first of equals, in the report's order."""
+    candidates: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for method, cells in results["methods"].items():
+        for budget, summary in cells.items():
+            candidates.setdefault(budget, []).append((method, summary))
+    focus = results["focus_budget"]
+    candidates.setdefault(focus, [])
+    candidates[focus] += list(results["variants"].items())
+    candidates[focus] += [(f"objective-{name}", summary) for name, summary in results["objectives"].items()]
+    best = {}
+    for budget, arms in candidates.items():
+        ran = [(arm, summary) for arm, summary in arms if "skipped" not in summary]
+        if ran:
+            arm, summary = max(ran, key=lambda item: item[1]["validation_macro_f1"]["mean"])
+            best[budget] = {"arm": arm, **{key: summary[key] for key in ("validation_macro_f1", "test_accuracy")}}
+    return best
+
+
 def markdown(results: dict[str, Any], params: dict[str, Any]) -> str:
     """The report: one table per metric (budgets × methods), then the variants at the focus budget."""
     compare, methods, budgets = params["compare"], results["methods"], results["budgets"]
@@ -273,8 +298,17 @@ def markdown(results: dict[str, Any], params: dict[str, Any]) -> str:
             lines.append(f"| {label} | " + " | ".join(_cell_label(methods[m].get(budget, {"skipped": "not run"}), key)
                                                      for m in methods) + " |")
         lines.append("")
+    lines += ["## Which to use, by labelled train examples\n",
+              "The arm with the best validation macro-F1 (mean over seeds), chosen as you would choose without the "
+              "test split, and its test accuracy.\n",
+              "| labelled examples | best on validation | validation macro-F1 | test accuracy |",
+              "| --- | --- | --- | --- |"]
+    chosen = best_arms(results)
+    lines += [f"| {budget} | {pick['arm']} | " + " | ".join(_cell_label(pick, key) for key in
+                                                         ("validation_macro_f1", "test_accuracy")) + " |"
+              for budget, pick in sorted(chosen.items(), key=lambda item: _budget_order(item[0]))]
     focus = results["focus_budget"]
-    lines += [f"## Fine-tuning strategies and models at {focus} labelled examples\n",
+    lines += [f"\n## Fine-tuning strategies and models at {focus} labelled examples\n",
               "| arm | settings | test accuracy | test macro-F1 | validation macro-F1 |",
               "| --- | --- | --- | --- | --- |"]
     rows = [(method, f"init {method}", cells[focus]) for method, cells in methods.items() if focus in cells]
