@@ -33,7 +33,8 @@ from typing import Any
 import yaml
 
 from ptft.estimate import estimate_pipeline
-from ptft.pipeline.cost import Sizes, Speed, last_succeeded, run_rates
+from ptft.pipeline.cost import Sizes, Speed, finetune_run_flops, last_succeeded, model_config, model_flops
+from ptft.pipeline.flops import predicted_fraction
 from ptft.pipeline.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +62,28 @@ def pipeline_time(stages: list[str], logs: Path) -> dict[str, Any]:
     result["totals"] = {"main": round(main, 2), "comparison": round(comparison, 2), "all": round(main + comparison, 2)}
     result["minutes"] = {key: round(seconds / 60) for key, seconds in result["totals"].items()}
     return result
+
+
+def run_rates(params: dict[str, Any], sizes: Sizes, logs: Path) -> dict[str, float]:
+    """The speeds of the last pretrain and finetune runs in ``logs`` (FLOP/s, and start-up seconds), as the results
+    record them for :func:`ptft.pipeline.cost.measured_speed`. ``params`` and ``sizes`` must be those runs' (the
+    committed run's): a run logged before runs recorded their FLOP/s is counted from them. :func:`pipeline_time`
+    has checked that both runs are there."""
+    pretrain_run, finetune_run = (last_succeeded(logs / f"{stage}.jsonl") for stage in ("pretrain", "finetune"))
+    pretrain, finetune = params["pretrain"], params["finetune"]
+    runtime = finetune_run["speed"]["train_runtime"]
+    pretrain_rate = pretrain_run["speed"].get("train_flops_per_second")
+    if not pretrain_rate:
+        config = model_config("pretrained", pretrain["objective"], params["model"], sizes.tokenizer_dir)
+        pretrain_rate = pretrain_run["speed"]["train_tokens_per_second"] * model_flops(
+            config, pretrain["seq_len"], predicted_fraction(pretrain, config))
+    finetune_rate = finetune_run["speed"].get("train_flops_per_second")
+    if not finetune_rate:  # finetune evaluates validation each epoch and never scores test
+        flops, _ = finetune_run_flops(finetune, params, sizes, finetune["train_examples"] or sizes.documents["train"],
+                                      finetune["epochs"] * sizes.documents["validation"])
+        finetune_rate = flops / runtime
+    return {"pretrain": pretrain_rate, "finetune": finetune_rate,
+            "startup": max(0.0, finetune_run["wall_seconds"] - runtime)}
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from ptft.pipeline.cost import announce, pretrain_estimate
 from ptft.pipeline.data import read_split_dataset
 from ptft.pipeline.flops import predicted_fraction
 from ptft.pipeline.modeling import flops_per_token, language_model
-from ptft.pipeline.params import comparison_pretrain
+from ptft.pipeline.params import comparison_model_pretrain
 from ptft.pipeline.stage import run_stage
 from ptft.pipeline.training import check_budget, open_live, pretrain_lm, pretrain_trainer
 
@@ -31,12 +31,7 @@ stage, artifact, reports = {
                   f"reports/compare/pretraining/continued-{name}"),
 }[kind]
 with run_stage(stage) as run:
-    pretrain = run.params["pretrain"]
-    if kind == "objective":
-        pretrain = comparison_pretrain(pretrain, run.params["compare"]["objective_settings"][name])
-    elif kind == "continued":
-        pretrain = comparison_pretrain(pretrain, {"objective": "mlm", **run.params["compare"]["continued_settings"]},
-                                       init=name)
+    pretrain = run.params["pretrain"] if kind == "main" else comparison_model_pretrain(kind, name, run.params)
     objective = {"mlm": "masked", "clm": "causal"}[pretrain["objective"]]
     model, tokenizer = language_model(pretrain, run.params["model"], Path("data/tokenizer"))
     if kind == "continued":  # the checkpoint's own tokenizer, not the one the token arrays were made with

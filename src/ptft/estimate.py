@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ptft.pipeline.compare import cell_estimate, minilm_missing
+from ptft.pipeline.compare import cell_estimate, cells, minilm_missing
 from ptft.pipeline.cost import (
     LONG,
     Estimate,
@@ -18,28 +18,25 @@ from ptft.pipeline.cost import (
     pretrain_estimate,
     speed_for,
 )
-from ptft.pipeline.params import UserError, check_params, comparison_pretrain, load_params
+from ptft.pipeline.params import UserError, check_params, comparison_model_pretrain, load_params
 
 
 def estimate_pipeline(params: dict[str, Any], sizes: Sizes, speed: Speed) -> dict[str, list[Estimate]]:
     """The training stages of ``dvc repro``, estimated: ``main`` (pretrain, finetune) and ``comparison`` (every
     cell that trains a model; TF-IDF cells and the report take seconds). Budgets over the train split are
     skipped, as the comparison skips them."""
-    pretrain, finetune, compare = params["pretrain"], params["finetune"], params["compare"]
+    finetune, compare = params["finetune"], params["compare"]
     train = sizes.documents["train"]
-    main = [pretrain_estimate("pretrain", pretrain, params, sizes, speed),
+    main = [pretrain_estimate("pretrain", params["pretrain"], params, sizes, speed),
             finetune_estimate("finetune", finetune, params, sizes, speed, finetune["train_examples"] or train)]
-    cells = [(arm, str(budget)) for arm in ("pretrained", "scratch") for budget in compare["budgets"]]
-    cells += [("minilm", str(budget)) for budget in compare["minilm_budgets"]]
-    cells += [(variant, str(compare["focus_budget"])) for variant in compare["variants"]]
-    cells += [(f"objective-{name}", str(compare["focus_budget"])) for name in compare["objectives"]]
-    cells += [(f"continued-{name}", str(b)) for name in compare["continued"] for b in compare["continued_budgets"]]
-    comparison = [pretrain_estimate(f"pretrain_objective@{name}", comparison_pretrain(
-        pretrain, compare["objective_settings"][name]), params, sizes, speed) for name in compare["objectives"]]
-    comparison += [pretrain_estimate(f"pretrain_continued@{name}", comparison_pretrain(
-        pretrain, {"objective": "mlm", **compare["continued_settings"]}, init=name), params, sizes, speed)
-        for name in compare["continued"] if not ("minilm" in name and minilm_missing())]  # skipped, as its cells
-    comparison += [found for arm, budget in cells if (found := cell_estimate(arm, budget, params, sizes, speed))]
+    # The comparison's own pre-trained models (a continued MiniLM without the extra is skipped, as its cells are).
+    models = [("objective", name) for name in compare["objectives"]]
+    models += [("continued", name) for name in compare["continued"] if not ("minilm" in name and minilm_missing())]
+    comparison = [pretrain_estimate(f"pretrain_{kind}@{name}", comparison_model_pretrain(kind, name, params), params,
+                                    sizes, speed) for kind, name in models]
+    for arm, budget in cells(compare):
+        if found := cell_estimate(arm, budget, params, sizes, speed):
+            comparison.append(found)
     return {"main": main, "comparison": comparison}
 
 

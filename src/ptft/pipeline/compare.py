@@ -212,19 +212,33 @@ def _cell_label(summary: dict[str, Any], key: str) -> str:
     return f"{summary[key]['mean']:.3f} ± {summary[key]['std']:.3f}"
 
 
+def method_budgets(compare: dict[str, Any]) -> dict[str, list[str]]:
+    """The budgets each method runs at (the continued checkpoints' too), as dvc.yaml's foreach lists them; methods
+    run at no budget are left out."""
+    budgets = {method: compare["budgets"] for method in ("pretrained", "scratch", "tfidf")}
+    budgets["minilm"] = compare["minilm_budgets"]
+    budgets.update({f"continued-{name}": compare["continued_budgets"] for name in compare["continued"]})
+    return {method: [str(b) for b in listed] for method, listed in budgets.items() if listed}
+
+
+def cells(compare: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every (arm, budget) of the comparison: the methods at their budgets, the variants and objectives at the
+    focus budget."""
+    focus = str(compare["focus_budget"])
+    return [(method, budget) for method, listed in method_budgets(compare).items() for budget in listed] + \
+        [(variant, focus) for variant in compare["variants"]] + \
+        [(f"objective-{name}", focus) for name in compare["objectives"]]
+
+
 def gather(params: dict[str, Any]) -> dict[str, Any]:
     """Every cell's summary: ``methods[method][budget]`` and ``variants[variant]`` (at the focus budget)."""
     compare = params["compare"]
     read = lambda arm, budget: summarize(json.loads(cell_path(arm, str(budget)).read_text()))  # noqa: E731
     focus = str(compare["focus_budget"])
-    budgets = {method: compare["budgets"] for method in ("pretrained", "scratch", "tfidf")}
-    budgets["minilm"] = compare["minilm_budgets"]
-    budgets.update({f"continued-{name}": compare["continued_budgets"] for name in compare["continued"]})
     return {
         "focus_budget": focus,
         "budgets": [str(budget) for budget in compare["budgets"]],
-        "methods": {method: {str(b): read(method, b) for b in method_budgets}
-                    for method, method_budgets in budgets.items() if method_budgets},
+        "methods": {method: {b: read(method, b) for b in listed} for method, listed in method_budgets(compare).items()},
         "variants": {variant: read(variant, focus) for variant in compare["variants"]},
         "objectives": {name: {**read(f"objective-{name}", focus), "pretrain": _pretrain_metrics(f"objective-{name}")}
                        for name in compare["objectives"]},

@@ -5,7 +5,8 @@ evaluation's forward pass is a third of that). Each kind of work has a speed in 
 
 - on this machine, from this checkout's run logs (``logs/pretrain.jsonl``, ``logs/finetune.jsonl``: each run
   records the FLOP/s it trained at) when they ran on the same device with ``runtime.threads`` threads;
-- else from the committed full run (``benchmarks/results/pipeline_time.json``), on the CPU it names;
+- else from the committed full run (``benchmarks/results/pipeline_time.json``, by ``benchmarks/pipeline_time.py``), on
+  the CPU it names;
 - or as given (``ptft estimate --flops``: an accelerator's sustained FLOP/s, e.g. a share of its bf16 peak).
 
 A stage's estimate is its FLOPs over that speed plus the stage's start-up (loading a model, writing files) as
@@ -197,30 +198,6 @@ def pretrain_estimate(stage: str, pretrain: dict[str, Any], params: dict[str, An
     config = model_config(pretrain["init"], pretrain["objective"], params.get("model"), sizes.tokenizer_dir)
     flops, tokens = pretrain_flops(pretrain, config, sizes.corpus_tokens)
     return Estimate(stage, f"{tokens:,} tokens", flops / speed.pretrain + speed.startup)
-
-
-def run_rates(params: dict[str, Any], sizes: Sizes, logs: Path = LOGS) -> dict[str, float]:
-    """The speeds of the last pretrain and finetune runs in ``logs`` (FLOP/s, and start-up seconds), as
-    benchmarks/results/pipeline_time.json records them for :func:`measured_speed`. ``params`` and ``sizes`` must
-    be those runs' (the committed run's, for the benchmark): a run logged before runs recorded their FLOP/s is
-    counted from them."""
-    pretrain_run, finetune_run = (last_succeeded(logs / f"{stage}.jsonl") for stage in ("pretrain", "finetune"))
-    if not (pretrain_run and finetune_run):
-        raise UserError(f"{logs}: no succeeded pretrain and finetune runs to measure; run `dvc repro finetune`")
-    pretrain, finetune = params["pretrain"], params["finetune"]
-    runtime = finetune_run["speed"]["train_runtime"]
-    pretrain_rate = pretrain_run["speed"].get("train_flops_per_second")
-    if not pretrain_rate:
-        config = model_config("pretrained", pretrain["objective"], params["model"], sizes.tokenizer_dir)
-        pretrain_rate = pretrain_run["speed"]["train_tokens_per_second"] * model_flops(
-            config, pretrain["seq_len"], predicted_fraction(pretrain, config))
-    finetune_rate = finetune_run["speed"].get("train_flops_per_second")
-    if not finetune_rate:  # finetune evaluates validation each epoch and never scores test
-        flops, _ = finetune_run_flops(finetune, params, sizes, finetune["train_examples"] or sizes.documents["train"],
-                                      finetune["epochs"] * sizes.documents["validation"])
-        finetune_rate = flops / runtime
-    return {"pretrain": pretrain_rate, "finetune": finetune_rate,
-            "startup": max(0.0, finetune_run["wall_seconds"] - runtime)}
 
 
 def speed_for(params: dict[str, Any], flops: float | None = None) -> Speed:

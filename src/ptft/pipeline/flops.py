@@ -31,14 +31,18 @@ def padded_length(lengths: Sequence[int], batch_size: int, max_length: int, grou
     return float(sum(batch.max() * len(batch) for batch in batches) / len(capped))
 
 
-def run_passes(train_examples: int, settings: dict[str, Any]) -> int:
-    """Examples a fine-tuning run trains on: ``epochs`` passes, or ``min_steps`` steps if that is more (the
-    comparison's runs, as :func:`ptft.pipeline.training.finetune_trainer` schedules them)."""
+def run_epochs(train_examples: int, settings: dict[str, Any]) -> int:
+    """Epochs of a fine-tuning run: ``epochs``, or enough for ``min_steps`` optimizer steps if that is more (the
+    comparison's runs, which :func:`ptft.pipeline.training.finetune_trainer` schedules so)."""
+    if not settings.get("min_steps"):
+        return settings["epochs"]
     steps_per_epoch = math.ceil(train_examples / settings["batch_size"])
-    epochs = settings["epochs"]
-    if settings.get("min_steps"):
-        epochs = max(epochs, math.ceil(settings["min_steps"] / steps_per_epoch))
-    return epochs * train_examples
+    return max(settings["epochs"], math.ceil(settings["min_steps"] / steps_per_epoch))
+
+
+def run_passes(train_examples: int, settings: dict[str, Any]) -> int:
+    """Examples a fine-tuning run trains on: :func:`run_epochs` passes over ``train_examples``."""
+    return run_epochs(train_examples, settings) * train_examples
 
 
 def predicted_fraction(pretrain: dict[str, Any], config: Any) -> float:

@@ -193,3 +193,12 @@ def comparison_pretrain(pretrain: dict[str, Any], settings: dict[str, Any], **fi
     objective cell still runs its one epoch."""
     return {**{key: value for key, value in pretrain.items() if key not in MAIN_BUDGET},
             **dict.fromkeys(MAIN_BUDGET), **settings, **fixed}
+
+
+def comparison_model_pretrain(kind: str, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The pretrain params of the comparison's model ``pretrain_<kind>@<name>``: an ``objective`` (its
+    ``compare.objective_settings``) or a ``continued`` checkpoint (masked LM with ``compare.continued_settings``)."""
+    compare = params["compare"]
+    if kind == "objective":
+        return comparison_pretrain(params["pretrain"], compare["objective_settings"][name])
+    return comparison_pretrain(params["pretrain"], {"objective": "mlm", **compare["continued_settings"]}, init=name)

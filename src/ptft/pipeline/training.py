@@ -32,7 +32,7 @@ from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ptft.pipeline.blocks import TokenBlocks
-from ptft.pipeline.flops import device_batch, finetune_flops, padded_length
+from ptft.pipeline.flops import device_batch, finetune_flops, padded_length, run_epochs
 from ptft.pipeline.metrics import classification_metrics, multilabel_metrics
 from ptft.pipeline.modeling import flops_per_token, layerwise_param_groups
 from ptft.pipeline.params import ParamsError
@@ -426,7 +426,7 @@ def finetune_trainer(
         schedule = {"eval_strategy": "epoch", "save_strategy": "epoch", "save_total_limit": 1,
                     "load_best_model_at_end": True, "metric_for_best_model": "macro_f1", "greater_is_better": True}
     else:  # the comparison's runs: at least min_steps optimizer steps, evaluated `evals` times
-        epochs = max(params["epochs"], math.ceil(params["min_steps"] / steps_per_epoch))
+        epochs = run_epochs(len(train), params)
         params = {**params, "epochs": epochs}
         schedule = {"eval_strategy": "steps", "eval_steps": max(1, steps_per_epoch * epochs // params["evals"]),
                     "save_strategy": "no"}
