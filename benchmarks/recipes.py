@@ -1,0 +1,195 @@
+"""Does the pre-training recipe beat TF-IDF on real data? Measured through the real pipeline (a benchmark, not a test).
+
+For each development dataset (``../shared/data``: SST-2, 20 Newsgroups; and BBC News, the default data) a temp
+clone of the committed HEAD gets the data as a user's own file (official splits; validation carved from train),
+pre-trains on the whole train split's text (``pretrain.corpus: train``: the unlabelled rest of the data), and
+runs the comparison's ``tfidf`` and ``pretrained`` cells at the dataset's label budgets, 3 seeds each, as
+``dvc repro`` does for a user. Each recipe is a params overlay merged over the clone's params.yaml:
+
+- ``new``: none (the defaults of the commit measured);
+- ``old``: ``benchmarks/recipes/old.yaml``, the defaults before issue 28;
+- any other name: ``benchmarks/recipes/NAME.yaml`` (a grid point).
+
+Usage:  python benchmarks/recipes.py [--datasets sst2,20ng,bbc] [--recipes old,new] [--out DIR]
+Writes recipes.json and recipes.md (default: benchmarks/results/); a (dataset, recipe) already measured at the
+same overlay is kept unless --again, so a long run can be stopped and resumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ptft.pipeline.compare import summarize
+from ptft.pipeline.params import deep_merge
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared/data"
+RECIPES = ROOT / "benchmarks/recipes"
+SEEDS = [1, 2, 3]
+# Each dataset: the data params a user would set for the file, and the label budgets the issue asks for.
+DATASETS: dict[str, dict[str, Any]] = {
+    "sst2": {"file": "sst2-glue-train-dev.csv.gz", "budgets": [100, 1000],
+             "data": {"text_column": "sentence", "label_column": "label", "split": "official",
+                      "splits": {"train": "train", "validation": None, "test": "validation"}}},
+    "20ng": {"file": "20newsgroups-bydate-18846.csv.gz", "budgets": [100, 1000],
+             "data": {"text_column": "text", "label_column": "newsgroup", "split": "official",
+                      "splits": {"train": "train", "validation": None, "test": "test"}}},
+    "bbc": {"file": None, "budgets": [100], "data": {}},
+}
+
+
+def sh(cmd: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PYTHONPATH": str(cwd / "src"), "DVC_NO_ANALYTICS": "1"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def overlay(recipe: str) -> dict[str, Any]:
+    """The params a recipe sets over the defaults."""
+    return {} if recipe == "new" else yaml.safe_load((RECIPES / f"{recipe}.yaml").read_text())
+
+
+def clone_for(dataset: str, work: Path) -> Path:
+    """A clone of HEAD whose params read the dataset as a user's file and run only the cells measured here."""
+    clone = work / dataset / "ptft"
+    if clone.exists():
+        shutil.rmtree(clone.parent)
+    clone.parent.mkdir(parents=True)
+    sh(["git", "clone", "--quiet", str(ROOT), str(clone)], ROOT)
+    spec = DATASETS[dataset]
+    data: dict[str, Any] = dict(spec["data"])
+    if spec["file"]:
+        name = Path(spec["file"]).name.removesuffix(".gz")
+        with gzip.open(SHARED / spec["file"], "rb") as packed:
+            (clone / "data/raw" / name).write_bytes(packed.read())
+        data["source"] = f"data/raw/{name}"
+    base = yaml.safe_load((clone / "params.yaml").read_text())
+    merged = deep_merge(base, {"data": data, "pretrain": {"corpus": "train"},
+                               "compare": {"budgets": spec["budgets"], "seeds": SEEDS, "minilm_budgets": [],
+                                           "variants": [], "objectives": [], "continued": []}})
+    (clone / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
+    return clone
+
+
+def with_recipe(clone: Path, recipe: str, base: dict[str, Any]) -> None:
+    (clone / "params.yaml").write_text(yaml.safe_dump(deep_merge(base, overlay(recipe)), sort_keys=False))
+
+
+def repro(clone: Path, stages: list[str]) -> float:
+    """`dvc repro` the stages; the wall seconds it took."""
+    started = time.monotonic()
+    sh([sys.executable, "-m", "dvc", "repro", *stages], clone)
+    return round(time.monotonic() - started, 1)
+
+
+def cell(clone: Path, arm: str, budget: int) -> dict[str, Any]:
+    """A comparison cell's test accuracy over seeds, summarised as the comparison's report does."""
+    summary = summarize(json.loads((clone / f"reports/compare/runs/{arm}-{budget}.json").read_text()))
+    if "skipped" in summary:
+        return {"skipped": summary["skipped"]}
+    accuracy = summary["test_accuracy"]
+    return {"mean": round(accuracy["mean"], 4), "std": round(accuracy["std"], 4), "seeds": summary["seeds"],
+            "macro_f1": round(summary["test_macro_f1"]["mean"], 4)}
+
+
+def measure(clone: Path, dataset: str, recipe: str, base: dict[str, Any]) -> dict[str, Any]:
+    """Pre-train with the recipe, then its pretrained cells and (recipe-independent) TF-IDF's."""
+    with_recipe(clone, recipe, base)
+    budgets = DATASETS[dataset]["budgets"]
+    seconds = {"prepare": repro(clone, ["prepare_corpus"]), "pretrain": repro(clone, ["pretrain"])}
+    seconds["cells"] = repro(clone, [f"compare_{arm}@{b}" for arm in ("tfidf", "pretrained") for b in budgets])
+    stats = json.loads((clone / "reports/prepare_corpus/stats.json").read_text())
+    pretrain = json.loads((clone / "reports/pretrain/metrics.json").read_text())
+    prepared = json.loads((clone / "reports/prepare/stats.json").read_text())
+    params = yaml.safe_load((clone / "params.yaml").read_text())["pretrain"]
+    return {"commit": sh(["git", "rev-parse", "HEAD"], clone).strip(), "overlay": overlay(recipe),
+            "data": {"splits": {name: split["documents"] for name, split in prepared["splits"].items()},
+                     "corpus_documents": stats["documents"], "corpus_tokens": stats["tokens"]},
+            "pretrain": {"steps": pretrain["steps"],
+                         "tokens": pretrain["steps"] * params["batch_size"] * params["seq_len"],
+                         "eval_loss": round(pretrain["eval_loss"], 4)},
+            "seconds": seconds,
+            "accuracy": {arm: {str(b): cell(clone, arm, b) for b in budgets} for arm in ("tfidf", "pretrained")}}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    recipes = sorted({r for cells in result["cells"].values() for r in cells}, key=lambda r: (r != "old", r))
+    lines = ["# Pre-training recipes against TF-IDF on real data\n",
+             f"{result['machine']}, runtime.threads 2. Test accuracy, mean ± std over {len(SEEDS)} seeds, each on "
+             "its own stratified subset of the labelled train split; pre-training on the whole train split's text. "
+             "`python benchmarks/recipes.py`.\n",
+             "| dataset | labels | tfidf | " + " | ".join(recipes) + " | best recipe − tfidf |",
+             "| --- | --- | --- |" + " --- |" * (len(recipes) + 1)]
+    for dataset, cells in result["cells"].items():
+        for budget in (str(b) for b in DATASETS[dataset]["budgets"]):
+            tfidf = next(iter(cells.values()))["accuracy"]["tfidf"][budget]
+            scores = {r: cells[r]["accuracy"]["pretrained"][budget] for r in recipes if r in cells}
+            best = max((s["mean"] for s in scores.values() if "mean" in s), default=None)
+            lines.append(f"| {dataset} | {budget} | {_score(tfidf)} | "
+                         + " | ".join(_score(scores[r]) if r in scores else "—" for r in recipes)
+                         + (f" | {(best - tfidf['mean']) * 100:+.1f} points |" if best is not None else " | — |"))
+    lines += ["\n## Pre-training per recipe\n", "| dataset | recipe | corpus tokens | steps | tokens trained | "
+              "validation loss | minutes | commit |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for dataset, cells in result["cells"].items():
+        for recipe in recipes:
+            if recipe in cells:
+                run = cells[recipe]
+                lines.append(f"| {dataset} | {recipe} | {run['data']['corpus_tokens']:,} | {run['pretrain']['steps']} | "
+                             f"{run['pretrain']['tokens']:,} | {run['pretrain']['eval_loss']:.3f} | "
+                             f"{run['seconds']['pretrain'] / 60:.1f} | {run['commit'][:10]} |")
+    return "\n".join(lines) + "\n"
+
+
+def _score(summary: dict[str, Any]) -> str:
+    return "skipped" if "skipped" in summary else f"{summary['mean']:.3f} ± {summary['std']:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--recipes", default="old,new")
+    parser.add_argument("--again", action="store_true", help="measure again what recipes.json already holds")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "recipes.json"
+    result = json.loads(path.read_text()) if path.is_file() else {"cells": {}}
+    result["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    work = Path(tempfile.mkdtemp(prefix="ptft-recipes-"))
+    for dataset in args.datasets.split(","):
+        clone, base = None, {}
+        for recipe in args.recipes.split(","):
+            done = result["cells"].get(dataset, {}).get(recipe)
+            if done and done["overlay"] == overlay(recipe) and not args.again:
+                continue
+            if clone is None:
+                clone = clone_for(dataset, work)
+                base = yaml.safe_load((clone / "params.yaml").read_text())
+            result["cells"].setdefault(dataset, {})[recipe] = measure(clone, dataset, recipe, base)
+            write(result, args.out)  # after each (dataset, recipe): a long run keeps what it finished
+            print(json.dumps({dataset: {recipe: result["cells"][dataset][recipe]["accuracy"]}}), flush=True)
+    print(markdown(result))
+
+
+def write(result: dict[str, Any], out: Path) -> None:
+    (out / "recipes.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "recipes.md").write_text(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
