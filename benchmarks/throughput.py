@@ -51,6 +51,7 @@ from ptft.pipeline.modeling import classifier, flops_per_token, language_model
 from ptft.pipeline.params import deep_merge, load_params, read_yaml
 from ptft.pipeline.runtime import setup_runtime
 from ptft.pipeline.training import encode_labelled, mask_batch, open_live, pretrain_trainer, training_arguments
+from ptft.pipeline.windows import Windows
 
 PREPARED, TOKENIZER, RESULTS = Path("data/prepared"), Path("data/tokenizer"), Path("benchmarks/results")
 # Dense bf16 tensor-core peaks from the vendors' datasheets (FLOP/s), for MFU on GPUs.
@@ -293,7 +294,7 @@ def padding(params: dict[str, Any], steps: int, warmup: int, work: Path) -> dict
     results: dict[str, Any] = {}
     for max_length in sorted({finetune["max_length"], min(512, params["model"]["max_position"])}):
         model, tokenizer = classifier("scratch", params["model"], TOKENIZER, labels, finetune["pooling"])
-        data = encode_labelled(list(train["text"]), list(train["label"]), model.config.label2id, tokenizer, max_length)
+        data = encode_labelled(list(train["text"]), list(train["label"]), model.config.label2id, tokenizer, Windows(max_length))
         lengths = [len(ids) for ids in data["input_ids"]]
         row: dict[str, Any] = {"truncated_share": sum(n == max_length for n in lengths) / len(lengths),
                                "mean_tokens": sum(lengths) / len(lengths)}
@@ -324,7 +325,7 @@ def _predict(model: torch.nn.Module, tokenizer: Any, texts: list[str], batch_siz
     """Validation inference padded to max_length (``sort=None``), to each batch's longest text in the
     split's order (False), or longest first as the evaluate stage does (True)."""
     if sort:
-        predict_proba(model, tokenizer, texts, batch_size, max_length)
+        predict_proba(model, tokenizer, texts, batch_size, Windows(max_length))
         return
     model.eval()
     for start in range(0, len(texts), batch_size):

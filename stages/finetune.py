@@ -24,14 +24,12 @@ with run_stage("finetune", seed=finetune_seed) as run:
         result["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         if multi_label:  # the decision threshold is chosen on validation (never on test) and kept in the config
             result["threshold"] = model.config.threshold = validation_threshold(
-                model, tokenizer, inputs.validation_rows, labels, finetune["batch_size"], finetune["max_length"])
+                model, tokenizer, inputs.validation_rows, labels, finetune["batch_size"])
             model.config.custom_pipelines = CUSTOM_PIPELINES
         for key, value in result.items():
             live.log_metric(key, value, plot=False)
         live.end()
 
-    # The pipeline truncates to this length, as training did.
-    tokenizer.model_max_length = finetune["max_length"]
     task = "multi-label" if multi_label else f"{len(labels)}-way"
     run.save_model(
         model, tokenizer, "models/finetuned", result, init=("finetune.init", finetune["init"]),

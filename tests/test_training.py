@@ -32,6 +32,7 @@ from ptft.pipeline.training import (
     pretrain_steps,
     pretrain_trainer,
 )
+from ptft.pipeline.windows import Windows
 
 TEXTS = [f"the {w} {v} again today and the {w} fell" for w in ("market", "team", "film", "vote", "chip")
          for v in ("rose", "won", "opened", "passed", "shipped")]
@@ -121,7 +122,7 @@ def test_causal_lm_pretrains_then_fine_tunes_as_a_gpt2_classifier(tokenizer, tmp
     classifier_model, tok = classifier(str(tmp_path / "clm"), MODEL, None, ["a", "b"], "mean")
     assert isinstance(classifier_model, GPT2ForSequenceClassification)
     assert classifier_model.config.pad_token_id == tok.pad_token_id  # it pools the last non-padding token
-    data = encode_labelled(TEXTS[:8], ["a", "b"] * 4, classifier_model.config.label2id, tok, 16)
+    data = encode_labelled(TEXTS[:8], ["a", "b"] * 4, classifier_model.config.label2id, tok, Windows(16))
     metrics, _ = finetune_classifier(classifier_model, tok, data, data, {"batch_size": 4, "epochs": 1, "lr": 1e-3,
                                      "warmup": 0.0, "weight_decay": 0.0}, 0, None, tmp_path / "ft")
     assert 0 <= metrics["validation_accuracy"] <= 1
@@ -133,7 +134,7 @@ def test_layer_lr_decay_trains_lower_layers_less(tokenizer, tmp_path):
         torch.manual_seed(0)
         model, _ = classifier("scratch", MODEL, tmp_path / "tok", ["a", "b"], "mean")
         start = {name: p.detach().clone() for name, p in model.named_parameters()}
-        data = encode_labelled(TEXTS[:8], ["a", "b"] * 4, model.config.label2id, tokenizer, 16)
+        data = encode_labelled(TEXTS[:8], ["a", "b"] * 4, model.config.label2id, tokenizer, Windows(16))
         finetune_classifier(model, tokenizer, data, data, {"batch_size": 4, "epochs": 1, "lr": 1e-2, "warmup": 0.0,
                             "weight_decay": 0.0, "layer_lr_decay": decay}, 0, None, tmp_path / f"ft-{decay}")
         change = {name: (p.detach() - start[name]).abs().max().item() for name, p in model.named_parameters()}
@@ -168,9 +169,9 @@ def test_fine_tuning_ends_with_the_best_evaluations_weights_not_the_last(tokeniz
     monkeypatch.setattr(Trainer, "evaluate", recorded)
     setup_runtime(0, 1)
     model, tok = classifier("scratch", MODEL, tmp_path / "tokenizer", ["a", "b"], "mean")
-    train = encode_labelled(TEXTS, ["a" if y else "b" for y in labels], model.config.label2id, tok, 16)
+    train = encode_labelled(TEXTS, ["a" if y else "b" for y in labels], model.config.label2id, tok, Windows(16))
     swapped = ["b" if y else "a" for y in labels]
-    validation = encode_labelled(TEXTS, swapped, model.config.label2id, tok, 16)
+    validation = encode_labelled(TEXTS, swapped, model.config.label2id, tok, Windows(16))
     params = {"batch_size": 5, "epochs": 4, "lr": 1e-2, "warmup": 0.0, "weight_decay": 0.0, "min_steps": 1,
               "evals": 4}  # one evaluation an epoch either way
     result, _ = finetune_classifier(model, tok, train, validation, params, 0, None,
@@ -184,7 +185,7 @@ def test_fine_tuning_ends_with_the_best_evaluations_weights_not_the_last(tokeniz
     assert evaluations[best][2] != evaluations[-1][2]
     assert result["best_epoch"] == evaluations[best][0] and result["validation_macro_f1"] == scores[best]
     # Scored afresh, the returned model is the best evaluation's.
-    predicted = predict_proba(model, tok, TEXTS, batch_size=8, max_length=16).argmax(-1)
+    predicted = predict_proba(model, tok, TEXTS, batch_size=8, windows=Windows(16)).argmax(-1)
     rescored = classification_metrics([model.config.label2id[y] for y in swapped], predicted)["macro_f1"]
     assert rescored == pytest.approx(scores[best])
 
@@ -194,7 +195,7 @@ def test_finetune_minilm_checkpoint(tmp_path):
     labels = ["a", "b"]
     model, tok = classifier("minilm", MODEL, None, labels, "mean")
     texts, ys = TEXTS[:8], ["a", "b"] * 4
-    data = encode_labelled(texts, ys, model.config.label2id, tok, max_length=16)
+    data = encode_labelled(texts, ys, model.config.label2id, tok, Windows(16))
     params = {"batch_size": 4, "epochs": 1, "lr": 1e-4, "warmup": 0.0, "weight_decay": 0.0}
     live = open_live(tmp_path / "live")
     result, _ = finetune_classifier(model, tok, data, data, params, 0, live, tmp_path / "work")
@@ -255,7 +256,7 @@ def test_finetune_resumed_after_a_crash_ends_byte_identical(tokenizer, tmp_path,
     def finetune(name: str):
         setup_runtime(0, 1)
         model, tok = classifier("scratch", {**MODEL, "dropout": 0.1}, tmp_path / "tokenizer", labels, "mean")
-        data = encode_labelled(TEXTS, ["a", "b"] * 12 + ["a"], model.config.label2id, tok, max_length=16)
+        data = encode_labelled(TEXTS, ["a", "b"] * 12 + ["a"], model.config.label2id, tok, Windows(16))
         live = open_live(tmp_path / name)
         result, _ = finetune_classifier(model, tok, data, data, params, 0, live, tmp_path / f"work-{name}")
         live.end()
@@ -339,8 +340,8 @@ def test_predict_proba_batches_longest_first_and_returns_rows_in_input_order(tok
     tokenizer.save_pretrained(tmp_path / "tok")
     model, tok = classifier("scratch", MODEL, tmp_path / "tok", ["a", "b", "c"], "mean")
     texts = [" ".join(TEXTS[: 1 + i % 5]) for i in range(11)]  # lengths out of order
-    together = predict_proba(model, tok, texts, batch_size=4, max_length=48)
-    alone = [predict_proba(model, tok, [text], batch_size=1, max_length=48)[0] for text in texts]
+    together = predict_proba(model, tok, texts, batch_size=4, windows=Windows(48))
+    alone = [predict_proba(model, tok, [text], batch_size=1, windows=Windows(48))[0] for text in texts]
     assert together.shape == (11, 3)
     assert np.abs(together - np.stack(alone)).max() < 1e-5  # padding never changes a row's prediction
 

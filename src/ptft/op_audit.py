@@ -348,6 +348,7 @@ def _classifier_trainer(kind: Kind, runtime: dict[str, Any], schedule: dict[str,
 
     from ptft.pipeline.modeling import classifier, language_model
     from ptft.pipeline.training import encode_labelled, show_progress, training_arguments
+    from ptft.pipeline.windows import Windows
 
     labels = ["a", "b"]
     if kind.family == "gpt2":  # pretrain.objective clm, then finetune.init: the GPT-2 checkpoint
@@ -361,7 +362,7 @@ def _classifier_trainer(kind: Kind, runtime: dict[str, Any], schedule: dict[str,
     else:
         model, tokenizer = classifier("scratch", {**TINY_MODEL, "family": kind.family}, _tokenizer_dir(work), labels,
                                       kind.pooling)
-    data = encode_labelled(PADDED_TEXTS, ["a", "b", "b", "a"], model.config.label2id, tokenizer, max_length=32)
+    data = encode_labelled(PADDED_TEXTS, ["a", "b", "b", "a"], model.config.label2id, tokenizer, Windows(32))
     params = {"batch_size": len(PADDED_TEXTS), "epochs": 1, "lr": 1e-3, "warmup": 0.0, "weight_decay": 0.01}
     args = training_arguments(params, 0, work / f"trainer-{kind.name}", "finetune", runtime, logging_steps=1,
                               **schedule)

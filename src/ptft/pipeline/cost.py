@@ -22,6 +22,7 @@ from typing import Any
 
 from ptft.pipeline.flops import device_batch, finetune_flops, padded_length, predicted_fraction, run_passes
 from ptft.pipeline.params import UserError
+from ptft.pipeline.windows import Windows
 
 LOGS = Path("logs")
 REFERENCE = Path("benchmarks/results/pipeline_time.json")
@@ -174,11 +175,15 @@ def finetune_run_flops(settings: dict[str, Any], params: dict[str, Any], sizes: 
     if init == "pretrained" and pretrain and pretrain["init"] != "scratch":  # continued: the checkpoint's shape
         init = pretrain["init"]
     config = model_config(init, "mlm", params.get("model"), sizes.tokenizer_dir)
-    length = padded_length(sizes.lengths(init), device_batch(settings), settings["max_length"],
+    texts = sizes.lengths(init)
+    windows = Windows.from_params(settings).lengths(texts)
+    per_text = len(windows) / max(1, len(texts))  # a long text is read in several windows (finetune.windows)
+    length = padded_length(windows, device_batch(settings), settings["max_length"],
                            settings.get("group_by_length", False))
-    passes = run_passes(train_examples, settings)
+    passes = run_passes(round(train_examples * per_text), settings)
     per_token = model_flops(config, max(1, round(length)), 0.0)  # a classifier: no vocabulary projection
-    return finetune_flops(per_token, length, passes, evaluated), f"{passes:,} examples of {length:.0f} tokens"
+    flops = finetune_flops(per_token, length, passes, round(evaluated * per_text))
+    return flops, f"{passes:,} {'windows' if per_text > 1 else 'examples'} of {length:.0f} tokens"
 
 
 def finetune_estimate(stage: str, settings: dict[str, Any], params: dict[str, Any], sizes: Sizes, speed: Speed,

@@ -27,14 +27,16 @@ from ptft.pipeline.metrics import (
     unknown_labels,
 )
 from ptft.pipeline.plots import write_confusion, write_per_label
+from ptft.pipeline.windows import Windows, pool
 
 NONE = "(none)"  # a multi-label confusion matrix's row and column for "no label"
 
 
 @torch.inference_mode()
 def predict_proba(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
-                  batch_size: int, max_length: int | None = None) -> np.ndarray:
-    """Class probabilities for ``texts`` (rows) in the order of the model's label ids (columns).
+                  batch_size: int, windows: Windows | None = None) -> np.ndarray:
+    """Class probabilities for ``texts`` (rows) in the order of the model's label ids (columns), each text read
+    in ``windows`` (default: those the model was fine-tuned with, :meth:`Windows.of`).
 
     A single-label model's rows sum to one (softmax); a multi-label model's columns are independent
     probabilities (sigmoid), see :func:`is_multi_label`.
@@ -45,34 +47,36 @@ def predict_proba(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, te
         return model(**{key: value.to(model.device) for key, value in batch.items()}).logits.float().cpu()
 
     return batched_probabilities(logits, tokenizer, texts, batch_size, model.config.num_labels,
-                                 is_multi_label(model.config), max_length)
+                                 is_multi_label(model.config), windows or Windows.of(model.config, tokenizer))
 
 
 def validation_threshold(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, validation: pd.DataFrame,
-                         labels: list[str], batch_size: int, max_length: int | None = None) -> float:
+                         labels: list[str], batch_size: int) -> float:
     """A multi-label model's decision threshold, chosen on the validation split (never on test): the one with the
     best micro-F1 (:func:`~ptft.pipeline.metrics.choose_threshold`)."""
-    probs = predict_proba(model, tokenizer, list(validation["text"]), batch_size, max_length)
+    probs = predict_proba(model, tokenizer, list(validation["text"]), batch_size)
     return choose_threshold(multilabel_indicator(validation["label"], labels), probs)
 
 
 def batched_probabilities(logits: Callable[[dict[str, torch.Tensor]], torch.Tensor],
                           tokenizer: PreTrainedTokenizerBase, texts: list[str], batch_size: int, num_labels: int,
-                          multi_label: bool, max_length: int | None = None) -> np.ndarray:
-    """The probabilities of ``texts`` from a model's ``logits`` function (PyTorch or ONNX Runtime), a batch at a time.
+                          multi_label: bool, windows: Windows) -> np.ndarray:
+    """The probabilities of ``texts`` from a model's ``logits`` function (PyTorch or ONNX Runtime), ``batch_size``
+    windows at a time; a text of several windows gets the mean of their logits (:mod:`ptft.pipeline.windows`).
 
-    Batches are formed longest first and padded to their own longest text, so few positions are
+    Batches are formed longest first and padded to their own longest window, so few positions are
     padding; the rows come back in the order of ``texts``.
     """
-    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
-    probs = np.zeros((len(texts), num_labels), dtype=np.float32)
-    for start in range(0, len(texts), batch_size):
+    encoded, documents = windows.encode(tokenizer, texts)
+    ids = encoded["input_ids"]
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    scores = np.zeros((len(ids), num_labels), dtype=np.float32)
+    for start in range(0, len(ids), batch_size):
         rows = order[start : start + batch_size]
-        batch = tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt")
-        scores = logits(dict(batch))
-        probs[rows] = (torch.sigmoid(scores) if multi_label else torch.softmax(scores, dim=-1)).numpy()
-    return probs
+        batch = tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt")
+        scores[rows] = logits(dict(batch)).numpy()
+    pooled = torch.from_numpy(pool(scores, documents, len(texts)))
+    return (torch.sigmoid(pooled) if multi_label else torch.softmax(pooled, dim=-1)).numpy()
 
 
 def evaluate_split(model_dir: Path, split: pd.DataFrame, out_dir: Path, batch_size: int,

@@ -32,6 +32,7 @@ from ptft.pipeline.evaluation import batched_probabilities, predict_proba
 from ptft.pipeline.labels import decision_threshold, is_multi_label, label_names
 from ptft.pipeline.metrics import classification_metrics, multilabel_indicator, multilabel_metrics
 from ptft.pipeline.params import UserError
+from ptft.pipeline.windows import Windows
 
 ONNX_FILE = "model.onnx"  # ptft.predict names these too, without importing this module (it imports torch)
 INT8_FILE = "model.int8.onnx"
@@ -146,7 +147,7 @@ class OnnxClassifier:
 
     def predict_proba(self, texts: list[str], batch_size: int) -> np.ndarray:
         return batched_probabilities(self.logits, self.tokenizer, texts, batch_size, len(self.labels),
-                                     self.multi_label)
+                                     self.multi_label, Windows.of(self.config, self.tokenizer))
 
 
 def export_classifier(model_dir: Path, out: Path, validation: pd.DataFrame, settings: dict[str, Any],

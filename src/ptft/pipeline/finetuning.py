@@ -14,6 +14,7 @@ from ptft.pipeline.data import is_multi_label, read_labels, read_split
 from ptft.pipeline.modeling import classifier, freeze_parameters
 from ptft.pipeline.splits import stratified_subset
 from ptft.pipeline.training import encode_labelled
+from ptft.pipeline.windows import Windows
 
 PREPARED = Path("data/prepared")
 TOKENIZER = Path("data/tokenizer")
@@ -21,8 +22,8 @@ TOKENIZER = Path("data/tokenizer")
 
 @dataclass
 class FinetuneInputs:
-    """The classifier (``finetune.init``, frozen as ``finetune.freeze`` says) and the encoded train and validation
-    splits (``finetune.train_examples`` of train, seeded and stratified)."""
+    """The classifier (``finetune.init``, frozen as ``finetune.freeze`` says, reading texts in ``finetune.windows``)
+    and the encoded train and validation splits (``finetune.train_examples`` of train, seeded and stratified)."""
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
@@ -44,10 +45,11 @@ def finetune_inputs(params: dict[str, Any], seed: int) -> FinetuneInputs:
     model, tokenizer = classifier(finetune["init"], params["model"], TOKENIZER, labels, finetune["pooling"],
                                   multi_label)
     frozen = freeze_parameters(model, finetune["freeze"])
+    windows = Windows.from_params(finetune)
+    windows.attach(model.config, tokenizer)  # saved with the model: whatever reads it later reads texts so
     validation = read_split(PREPARED, "validation")
 
     def encode(df: pd.DataFrame) -> Dataset:
-        return encode_labelled(list(df["text"]), list(df["label"]), model.config.label2id, tokenizer,
-                               finetune["max_length"])
+        return encode_labelled(list(df["text"]), list(df["label"]), model.config.label2id, tokenizer, windows)
 
     return FinetuneInputs(model, tokenizer, labels, multi_label, frozen, validation, encode(train), encode(validation))

@@ -279,7 +279,11 @@ class Finetune(Block):
     accumulation: Positive
     """micro-batches per step, as for pretrain"""
     max_length: Annotated[int, Field(ge=8)]
-    """tokens per document (longer ones are truncated); batches are padded to their longest"""
+    """tokens per window (a document's first window, unless windows > 1); batches are padded to their longest"""
+    windows: Positive
+    """1 = truncate at max_length; N = read a longer document as up to N overlapping windows, their logits averaged"""
+    window_overlap: Annotated[int, Field(ge=0)]
+    """tokens that consecutive windows share (windows > 1), at most half of max_length"""
     group_by_length: bool
     """batch documents of similar length: 15% faster at max_length 512 here, nothing at 128"""
     train_examples: Positive | None
@@ -296,6 +300,13 @@ class Finetune(Block):
     """AdamW weight decay"""
     layer_lr_decay: Annotated[float, Field(gt=0, le=1)]
     """1.0 = off; d < 1: each layer d times the rate of the one above (head: lr)"""
+
+    @model_validator(mode="after")
+    def _windows_fit(self) -> Finetune:
+        if self.windows > 1 and self.window_overlap > self.max_length // 2:
+            raise ValueError(f"finetune.window_overlap ({self.window_overlap}) is more than half of finetune.max_length "
+                             f"({self.max_length}): each window would add little new text; lower it")
+        return self
 
     @model_validator(mode="after")
     def _freeze_is_known(self) -> Finetune:

@@ -8,6 +8,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from ptft.pipeline.metrics import classification_metrics, multilabel_metrics
 from ptft.pipeline.modeling import flops_per_token, layerwise_param_groups
 from ptft.pipeline.params import ParamsError
 from ptft.pipeline.runtime import world_size
+from ptft.pipeline.windows import Windows, pool
 
 # The step slot of the validation masks' seed: far above any real optimizer step.
 VALIDATION_MASK_KEY = 2**32 - 1
@@ -371,9 +373,10 @@ def pretrain_lm(trainer: Trainer) -> tuple[dict[str, float], dict[str, float]]:
 
 def encode_labelled(
     texts: list[str], labels: list[str] | list[list[str]], label2id: dict[str, int],
-    tokenizer: PreTrainedTokenizerBase, max_length: int
+    tokenizer: PreTrainedTokenizerBase, windows: Windows
 ) -> Dataset:
-    """A tokenised classification dataset; padding is left to the collator (per batch).
+    """A tokenised classification dataset, a row per window of each text (:mod:`ptft.pipeline.windows`; one with
+    truncation) with its text's label and index (``document``); padding is left to the collator (per batch).
 
     Multi-label rows (lists of labels) become multi-hot float vectors, the targets of the BCE loss.
     """
@@ -382,21 +385,25 @@ def encode_labelled(
         targets: list = [[float(name in row) for name in names] for row in labels]
     else:
         targets = [label2id[label] for label in labels]
+
+    def encode(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        encoded, source = windows.encode(tokenizer, batch["text"])
+        return {**encoded, "label": [batch["label"][i] for i in source], "document": [indices[i] for i in source]}
+
     data = Dataset.from_dict({"text": texts, "label": targets})
-    return data.map(
-        lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
-        batched=True,
-        remove_columns=["text"],
-    )
+    return data.map(encode, batched=True, with_indices=True, remove_columns=["text", "label"])
 
 
-def _compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+def _compute_metrics(prediction: EvalPrediction, documents: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 per document: the logits of a document's windows (rows of ``documents``) averaged."""
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-    if prediction.label_ids.ndim == 2:  # multi-label: every label whose logit is above 0 (probability 0.5)
+    logits = pool(logits, documents, int(documents[-1]) + 1 if len(documents) else 0)
+    label_ids = prediction.label_ids[np.flatnonzero(np.diff(documents, prepend=-1))]  # each document's first window
+    if label_ids.ndim == 2:  # multi-label: every label whose logit is above 0 (probability 0.5)
         labels = [str(i) for i in range(logits.shape[1])]
-        scores = multilabel_metrics(prediction.label_ids.astype(int), (logits > 0).astype(int), labels)
+        scores = multilabel_metrics(label_ids.astype(int), (logits > 0).astype(int), labels)
     else:
-        scores = classification_metrics(prediction.label_ids, logits.argmax(-1))
+        scores = classification_metrics(label_ids, logits.argmax(-1))
     return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
 
 
@@ -454,7 +461,7 @@ def finetune_trainer(
         train_dataset=train,
         eval_dataset=validation,
         data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=_compute_metrics,
+        compute_metrics=partial(_compute_metrics, documents=np.asarray(validation["document"])),
         callbacks=[c for c in (live_callback, keep_best) if c] + list(callbacks),
         optimizers=(optimizer, None),
     )
@@ -496,9 +503,11 @@ def finetune_classifier(
         "best_epoch": best["epoch"],
         "validation_accuracy": best["eval_accuracy"],
         "validation_macro_f1": best["eval_macro_f1"],
-        "train_examples": len(train),
+        "train_examples": len(set(train["document"])),
         "steps": trainer.state.global_step,
     }
+    if len(train) > metrics["train_examples"]:  # texts read in several windows
+        metrics["train_windows"] = len(train)
     speed = train_speed(trainer)
     if speed.get("train_runtime"):  # the FLOP/s that `ptft estimate` scales to other data (ptft.pipeline.cost)
         lengths = [len(ids) for ids in train["input_ids"]]  # already cut at max_length by the encoding
