@@ -177,7 +177,7 @@ def test_every_dvc_cached_output_is_ignored_by_git_and_not_tracked():
     ({"model": {"heads": 3}}, "model.heads (3) must divide model.hidden (128)"),
     ({"pretrain": {"seq_len": 1024}}, "pretrain.seq_len (1024) exceeds model.max_position (512)"),
     ({"finetune": {"max_length": 600}}, "finetune.max_length (600) exceeds model.max_position (512)"),
-    ({"pretrain": {"objective": "mlmx"}}, "pretrain.objective: Input should be 'mlm' or 'clm' (got 'mlmx')"),
+    ({"pretrain": {"objective": "mlmx"}}, "pretrain.objective: Input should be 'mlm', 'clm' or 'electra' (got 'mlmx')"),
     ({"model": {"family": "gpt"}}, "model.family: Input should be 'modernbert' or 'bert' (got 'gpt')"),
     ({"finetune": {"freeze": "embedings"}}, "finetune.freeze 'embedings' is not valid; choose one of: none,"),
     ({"finetune": {"pooling": "max"}}, "finetune.pooling: Input should be 'mean' or 'cls' (got 'max')"),

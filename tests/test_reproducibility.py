@@ -59,8 +59,8 @@ def test_the_rebuild_command_after_an_upstream_only_change_rebuilds_every_artifa
     old = md5_path(clone / "models/finetuned")
     script = clone / "stages/pretrain.py"  # a code change upstream of finetune that changes the weights
     code = script.read_text()
-    line = '    objective = {"mlm": "masked", "clm": "causal"}[pretrain["objective"]]\n'
-    changed = code.replace(line, '    pretrain = {**pretrain, "lr": 1e-3}\n' + line, 1)
+    line = next(line for line in code.splitlines(keepends=True) if line.startswith("    pretrain = run.params"))
+    changed = code.replace(line, line + '    pretrain = {**pretrain, "lr": 1e-3}\n', 1)
     assert changed != code, "the line this test edits has changed: update the test"
     script.write_text(changed)
     git("commit", "-qam", "pretrain at another rate", cwd=clone)

@@ -14,6 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, GPT2ForSequenceClassification
 
 from ptft.pipeline.blocks import TokenBlocks
+from ptft.pipeline.electra import ReplacedTokenDetection
 from ptft.pipeline.evaluation import predict_proba
 from ptft.pipeline.metrics import classification_metrics
 from ptft.pipeline.modeling import build_causal_config, build_config, classifier
@@ -209,16 +210,19 @@ def _weights(model) -> bytes:
     return b"".join(p.detach().numpy().tobytes() for p in model.state_dict().values())
 
 
-@pytest.mark.parametrize("crash_after", [17, 50])  # mid first epoch; second epoch
-def test_pretrain_resumed_after_a_crash_ends_byte_identical(tokenizer, tmp_path, monkeypatch, crash_after):
+# mid first epoch; second epoch; ELECTRA, whose generator samples with the masks' seeds
+@pytest.mark.parametrize(("objective", "crash_after"), [("mlm", 17), ("mlm", 50), ("electra", 17)])
+def test_pretrain_resumed_after_a_crash_ends_byte_identical(tokenizer, tmp_path, monkeypatch, objective, crash_after):
     """A run killed partway resumes from its last checkpoint: same weights and loss curves as an unbroken run."""
-    params = {"objective": "mlm", "evals": 8, "seq_len": 8, "mask_prob": 0.3, "epochs": 3, "batch_size": 4,
+    params = {"objective": objective, "evals": 8, "seq_len": 8, "mask_prob": 0.3, "epochs": 3, "batch_size": 4,
               "lr": 1e-3, "warmup": 0.1, "weight_decay": 0.01}
 
     def pretrain(name: str):
         setup_runtime(0, 1)
         # dropout: the RNG must resume too
-        model = AutoModelForMaskedLM.from_config(build_config({**MODEL, "dropout": 0.1}, tokenizer))
+        config = build_config({**MODEL, "dropout": 0.1}, tokenizer)
+        model = ReplacedTokenDetection(config, 0.5) if objective == "electra" else \
+            AutoModelForMaskedLM.from_config(config)
         live = open_live(tmp_path / name)
         result, _ = pretrain_lm(pretrain_trainer(model, tokenizer, TEXTS * 4, TEXTS[:5], params, 0, live,
                                                  tmp_path / f"work-{name}"))

@@ -79,7 +79,21 @@ def pretrain_flops(pretrain: dict[str, Any], config: Any, corpus_tokens: int) ->
 
     blocks = max(1, corpus_tokens // pretrain["seq_len"])
     tokens = pretrain_steps(pretrain, blocks) * pretrain["batch_size"] * pretrain["seq_len"]
-    return tokens * model_flops(config, pretrain["seq_len"], predicted_fraction(pretrain, config)), tokens
+    return tokens * pretrain_flops_per_token(pretrain, config), tokens
+
+
+def pretrain_flops_per_token(pretrain: dict[str, Any], config: Any) -> float:
+    """Training FLOPs of a pre-training token for a model of ``config``: the LM head decodes the share of tokens that
+    :func:`predicted_fraction` says; ELECTRA's discriminator runs its encoder at every token (its one-number head
+    left out) beside its generator (:func:`ptft.pipeline.electra.generator_config`), which decodes as MLM does."""
+    seq_len = pretrain["seq_len"]
+    if pretrain["objective"] != "electra":
+        return model_flops(config, seq_len, predicted_fraction(pretrain, config))
+    from ptft.pipeline.electra import generator_config
+
+    generator = generator_config(config, pretrain["generator_size"])
+    sparse = getattr(generator, "sparse_prediction", False)
+    return model_flops(config, seq_len, 0.0) + model_flops(generator, seq_len, pretrain["mask_prob"] if sparse else 1.0)
 
 
 def last_succeeded(log: Path) -> dict[str, Any] | None:

@@ -149,14 +149,19 @@ def language_model(pretrain: dict[str, Any], model: dict[str, Any],
     """The model pre-training starts from, and its tokenizer.
 
     ``pretrain.init: scratch`` builds a new model of the ``model`` params' size (ModernBERT/BERT for
-    ``mlm``, GPT-2 for ``clm``) over this corpus's tokenizer. Any other init continues
+    ``mlm``, GPT-2 for ``clm``, ModernBERT/BERT and a small generator for ``electra``: a
+    :class:`~ptft.pipeline.electra.ReplacedTokenDetection`) over this corpus's tokenizer. Any other init continues
     pre-training a checkpoint with its own tokenizer and architecture (domain-adaptive
     pre-training, Gururangan et al. 2020); the ``model`` params then do not apply.
     """
     objective, init = pretrain["objective"], pretrain["init"]
-    auto = AutoModelForMaskedLM if objective == "mlm" else AutoModelForCausalLM
+    auto = AutoModelForCausalLM if objective == "clm" else AutoModelForMaskedLM
     if init == "scratch":
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        if objective == "electra":  # the model params' encoder as the discriminator, with its small generator
+            from ptft.pipeline.electra import ReplacedTokenDetection
+
+            return ReplacedTokenDetection(build_config(model, tokenizer), pretrain["generator_size"]), tokenizer
         config = build_config(model, tokenizer) if objective == "mlm" else build_causal_config(model, tokenizer)
         return auto.from_config(config), tokenizer
     source = resolve_init(init, "pretrain.init", keywords=("scratch",))
@@ -321,6 +326,8 @@ def flops_per_token(model: PreTrainedModel, seq_len: int, predicted_fraction: fl
     embeddings = {id(p) for module in _embeddings(body) for p in module.parameters()}
     head = sum(p.numel() for name, p in model.named_parameters()
                if p.ndim == 2 and id(p) not in embeddings and not name.startswith(f"{model.base_model_prefix}."))
-    vocab = model.get_input_embeddings().weight.numel()  # the tied vocabulary projection
+    words, output = model.get_input_embeddings().weight, model.get_output_embeddings()
+    # The vocabulary projection, tied to the input embeddings; an untied one is among the head's matrices.
+    vocab = words.numel() if output is not None and output.weight is words else 0
     hidden = model.config.hidden_size
     return 6 * per_token + 6 * (head + vocab) * predicted_fraction + 12 * len(layers) * hidden * seq_len

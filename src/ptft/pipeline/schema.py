@@ -213,12 +213,14 @@ class Pretrain(Block):
     corpus: Annotated[Any, AfterValidator(_corpus)]
     """train (the labelled train split) | a file, folder or glob under corpus/ | hf:<id>[:<config>][@<revision>] | a
     list"""
-    objective: Literal["mlm", "clm"]
-    """mlm (masked LM, model.family) | clm (causal LM, GPT-2 of the same size)"""
+    objective: Literal["mlm", "clm", "electra"]
+    """mlm (masked LM, model.family) | clm (causal LM, GPT-2 of the same size) | electra (replaced-token detection)"""
     seq_len: Annotated[int, Field(ge=8)]
     """tokens per block; texts are concatenated and cut into blocks"""
     mask_prob: Annotated[float, Field(gt=0, lt=1)]
-    """share of tokens masked (80% [MASK], 10% random, 10% kept)"""
+    """share of tokens masked (mlm: 80% [MASK], 10% random, 10% kept; electra: replaced by the generator)"""
+    generator_size: Annotated[float, Field(gt=0, le=1)]
+    """electra: the generator's width (hidden, heads, feed-forward) as a fraction of the model's"""
     epochs: PositiveFloat
     """passes over the pre-training text (a fraction is allowed)"""
     max_steps: Positive | None
@@ -243,6 +245,10 @@ class Pretrain(Block):
         if self.max_steps is not None and self.tokens is not None:
             raise ValueError("pretrain.max_steps and pretrain.tokens are both set; keep one budget and set the "
                              "other to null (either replaces pretrain.epochs)")
+        if self.objective == "electra" and self.init != "scratch":
+            raise ValueError(f"pretrain.objective electra pre-trains from scratch (a discriminator and its generator "
+                             f"together), not from pretrain.init '{self.init}'; set init: scratch, or objective: mlm "
+                             "to continue a checkpoint")
         return self
 
 
@@ -360,7 +366,7 @@ class Compare(Block):
     variant_settings: dict[str, dict[str, Any]]
     """the finetune overrides of each variant (fine-tuning the pre-trained model)"""
     objectives: list[str]
-    """MLM or CLM? Each pre-trains its own model, fine-tuned at focus_budget"""
+    """which objective? Each pre-trains its own model, fine-tuned at focus_budget"""
     objective_settings: dict[str, dict[str, Any]]
     """merged over the pretrain params less their budget (tokens, max_steps): each its own, epochs unless set"""
     continued: list[Literal["minilm"]]

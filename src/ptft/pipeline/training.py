@@ -33,6 +33,7 @@ from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ptft.pipeline.blocks import TokenBlocks
+from ptft.pipeline.electra import ReplacedTokenDetection, add_uniform
 from ptft.pipeline.flops import device_batch, finetune_flops, padded_length, run_epochs
 from ptft.pipeline.metrics import classification_metrics, multilabel_metrics
 from ptft.pipeline.modeling import flops_per_token, layerwise_param_groups
@@ -142,24 +143,27 @@ class MaskedLMTrainer(Trainer):
     run draw exactly the masks of an uninterrupted one.
     """
 
-    def __init__(self, *args: Any, masker: DataCollatorForLanguageModeling, mask_seed: int, **kwargs: Any):
+    def __init__(self, *args: Any, masker: DataCollatorForLanguageModeling, mask_seed: int, uniform: bool = False,
+                 **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.masker, self.mask_seed = masker, mask_seed
+        self.masker, self.mask_seed, self.uniform = masker, mask_seed, uniform
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):  # noqa: ANN001 - Trainer's signature
         key = (self.mask_seed, self.state.global_step, self.args.process_index)
-        batches = [mask_batch(batch, self.masker, (*key, i)) for i, batch in
+        batches = [mask_batch(batch, self.masker, (*key, i), self.uniform) for i, batch in
                    enumerate(itertools.islice(epoch_iterator, num_batches))]
         return super().get_batch_samples(iter(batches), num_batches, device)
 
 
 def mask_batch(batch: dict[str, torch.Tensor], masker: DataCollatorForLanguageModeling,
-               key: tuple[int, ...]) -> dict[str, torch.Tensor]:
-    """Mask ``batch``'s ``input_ids`` (80/10/10) and add MLM ``labels``, from a generator seeded by ``key``."""
+               key: tuple[int, ...], uniform: bool = False) -> dict[str, torch.Tensor]:
+    """Mask ``batch``'s ``input_ids`` (as ``masker`` replaces them) and add MLM ``labels``, from a generator seeded
+    by ``key``; ``uniform``: add ELECTRA's sampling numbers from the same generator (:func:`add_uniform`)."""
     masker.generator = torch.Generator().manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
     device = batch["input_ids"].device
     input_ids, labels = masker.torch_mask_tokens(batch["input_ids"].cpu())
-    return {**batch, "input_ids": input_ids.to(device), "labels": labels.to(device)}
+    masked = {**batch, "input_ids": input_ids.to(device), "labels": labels.to(device)}
+    return add_uniform(masked, masker.generator) if uniform else masked
 
 
 def _train(trainer: Trainer, live_callback: LiveCallback | None, checkpoint: Path | None) -> None:
@@ -277,11 +281,14 @@ def pretrain_trainer(
     runtime: dict[str, Any] | None = None,
     **schedule: Any,
 ) -> Trainer:
-    """The pretrain stage's Trainer: blocks, masking (``mlm``) or shifted labels (``clm``), schedule, dvclive.
+    """The pretrain stage's Trainer: blocks, masking (``mlm``, ``electra``) or shifted labels (``clm``), schedule,
+    dvclive.
 
     ``train_texts`` is the pre-training text's :class:`TokenBlocks` (read memory-mapped), or texts to cut
     into blocks here. ``params["objective"]``: ``mlm`` (masked LM: masks seeded per step, validation
-    masked once) or ``clm`` (causal LM: predict each next token, nothing random beyond the data order).
+    masked once), ``electra`` (replaced-token detection, :mod:`ptft.pipeline.electra`: masked as MLM, the generator's
+    samples drawn with the masks) or ``clm`` (causal LM: predict each next token, nothing random beyond the data
+    order).
     The run lasts ``params["epochs"]``, or ``max_steps`` optimizer steps, or as many as ``tokens`` tokens
     take (:func:`pretrain_steps`). Checkpoints go to ``work_dir``; :func:`pretrain_lm` runs it.
 
@@ -293,14 +300,17 @@ def pretrain_trainer(
         train = train_texts if isinstance(train_texts, TokenBlocks) else \
             group_texts(train_texts, tokenizer, params["seq_len"], num_proc)
         validation = group_texts(validation_texts, tokenizer, params["seq_len"], num_proc)
-    if params["objective"] == "mlm":
+    if params["objective"] in ("mlm", "electra"):
+        electra = params["objective"] == "electra"
+        # MLM replaces masked tokens 80/10/10 ([MASK], random, kept); ELECTRA's generator sees [MASK] at each one.
         masker = DataCollatorForLanguageModeling(
-            tokenizer, mlm_probability=params["mask_prob"], mask_replace_prob=0.8, random_replace_prob=0.1
+            tokenizer, mlm_probability=params["mask_prob"], mask_replace_prob=1.0 if electra else 0.8,
+            random_replace_prob=0.0 if electra else 0.1
         )
         # Validation is masked once, so every evaluation scores the same masked tokens.
-        masked = mask_batch(validation.with_format("torch")[:], masker, (seed, VALIDATION_MASK_KEY))
+        masked = mask_batch(validation.with_format("torch")[:], masker, (seed, VALIDATION_MASK_KEY), electra)
         validation = Dataset.from_dict({key: value.tolist() for key, value in masked.items()})
-        trainer_class, extra = MaskedLMTrainer, {"masker": masker, "mask_seed": seed,
+        trainer_class, extra = MaskedLMTrainer, {"masker": masker, "mask_seed": seed, "uniform": electra,
                                                  "data_collator": default_data_collator}
     else:  # the labels are the inputs; the model shifts them by one
         trainer_class, extra = Trainer, {"data_collator": DataCollatorForLanguageModeling(tokenizer, mlm=False)}
@@ -361,7 +371,8 @@ def pretrain_lm(trainer: Trainer) -> tuple[dict[str, float], dict[str, float]]:
     blocks = len(trainer.train_dataset)
     metrics = {
         "eval_loss": loss,
-        "perplexity": math.exp(loss),
+        # ELECTRA's loss adds the generator's and the weighted detection loss: no perplexity of anything
+        **({} if isinstance(trainer.model, ReplacedTokenDetection) else {"perplexity": math.exp(loss)}),
         "train_blocks": blocks,
         "train_tokens": blocks * seq_len,
         "steps": trainer.state.global_step,
