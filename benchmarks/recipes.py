@@ -12,7 +12,7 @@ runs the comparison's ``tfidf`` and ``pretrained`` cells at the dataset's label 
 
 Usage:  python benchmarks/recipes.py [--datasets sst2,20ng,bbc] [--recipes old,new] [--out DIR]
 Writes recipes.json and recipes.md (default: benchmarks/results/); a (dataset, recipe) already measured at the
-same overlay is kept unless --again, so a long run can be stopped and resumed.
+same overlay is kept unless --again; an interrupted one resumes in its clone (--work).
 """
 
 from __future__ import annotations
@@ -64,26 +64,29 @@ def overlay(recipe: str) -> dict[str, Any]:
     return {} if recipe == "new" else yaml.safe_load((RECIPES / f"{recipe}.yaml").read_text())
 
 
-def clone_for(dataset: str, work: Path) -> Path:
-    """A clone of HEAD whose params read the dataset as a user's file and run only the cells measured here."""
+def clone_for(dataset: str, work: Path) -> tuple[Path, dict[str, Any]]:
+    """A clone of HEAD whose params read the dataset as a user's file and run only the cells measured here, and those
+    params. A clone of the same commit left by an interrupted run is reused: `dvc repro` skips what it finished and
+    pretrain resumes from its last checkpoint."""
     clone = work / dataset / "ptft"
-    if clone.exists():
+    head = sh(["git", "rev-parse", "HEAD"], ROOT).strip()
+    if clone.exists() and sh(["git", "rev-parse", "HEAD"], clone).strip() != head:
         shutil.rmtree(clone.parent)
-    clone.parent.mkdir(parents=True)
-    sh(["git", "clone", "--quiet", str(ROOT), str(clone)], ROOT)
+    if not clone.exists():
+        clone.parent.mkdir(parents=True, exist_ok=True)
+        sh(["git", "clone", "--quiet", str(ROOT), str(clone)], ROOT)
     spec = DATASETS[dataset]
     data: dict[str, Any] = dict(spec["data"])
     if spec["file"]:
         name = Path(spec["file"]).name.removesuffix(".gz")
-        with gzip.open(SHARED / spec["file"], "rb") as packed:
-            (clone / "data/raw" / name).write_bytes(packed.read())
+        if not (clone / "data/raw" / name).is_file():
+            with gzip.open(SHARED / spec["file"], "rb") as packed:
+                (clone / "data/raw" / name).write_bytes(packed.read())
         data["source"] = f"data/raw/{name}"
-    base = yaml.safe_load((clone / "params.yaml").read_text())
-    merged = deep_merge(base, {"data": data, "pretrain": {"corpus": "train"},
-                               "compare": {"budgets": spec["budgets"], "seeds": SEEDS, "minilm_budgets": [],
-                                           "variants": [], "objectives": [], "continued": []}})
-    (clone / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
-    return clone
+    committed = yaml.safe_load(sh(["git", "show", "HEAD:params.yaml"], clone))
+    return clone, deep_merge(committed, {"data": data, "pretrain": {"corpus": "train"},
+                                         "compare": {"budgets": spec["budgets"], "seeds": SEEDS, "minilm_budgets": [],
+                                                     "variants": [], "objectives": [], "continued": []}})
 
 
 def with_recipe(clone: Path, recipe: str, base: dict[str, Any]) -> None:
@@ -149,7 +152,8 @@ def markdown(result: dict[str, Any]) -> str:
         for recipe in recipes:
             if recipe in cells:
                 run = cells[recipe]
-                lines.append(f"| {dataset} | {recipe} | {run['data']['corpus_tokens']:,} | {run['pretrain']['steps']} | "
+                lines.append(f"| {dataset} | {recipe} | {run['data']['corpus_tokens']:,} | "
+                             f"{run['pretrain']['steps']} | "
                              f"{run['pretrain']['tokens']:,} | {run['pretrain']['eval_loss']:.3f} | "
                              f"{run['seconds']['pretrain'] / 60:.1f} | {run['commit'][:10]} |")
     return "\n".join(lines) + "\n"
@@ -165,12 +169,13 @@ def main() -> None:
     parser.add_argument("--recipes", default="old,new")
     parser.add_argument("--again", action="store_true", help="measure again what recipes.json already holds")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "ptft-recipes",
+                        help="where the clones are kept; an interrupted run resumes from them")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "recipes.json"
     result = json.loads(path.read_text()) if path.is_file() else {"cells": {}}
     result["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
-    work = Path(tempfile.mkdtemp(prefix="ptft-recipes-"))
     for dataset in args.datasets.split(","):
         clone, base = None, {}
         for recipe in args.recipes.split(","):
@@ -178,8 +183,7 @@ def main() -> None:
             if done and done["overlay"] == overlay(recipe) and not args.again:
                 continue
             if clone is None:
-                clone = clone_for(dataset, work)
-                base = yaml.safe_load((clone / "params.yaml").read_text())
+                clone, base = clone_for(dataset, args.work)
             result["cells"].setdefault(dataset, {})[recipe] = measure(clone, dataset, recipe, base)
             write(result, args.out)  # after each (dataset, recipe): a long run keeps what it finished
             print(json.dumps({dataset: {recipe: result["cells"][dataset][recipe]["accuracy"]}}), flush=True)

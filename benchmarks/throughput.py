@@ -294,7 +294,8 @@ def padding(params: dict[str, Any], steps: int, warmup: int, work: Path) -> dict
     results: dict[str, Any] = {}
     for max_length in sorted({finetune["max_length"], min(512, params["model"]["max_position"])}):
         model, tokenizer = classifier("scratch", params["model"], TOKENIZER, labels, finetune["pooling"])
-        data = encode_labelled(list(train["text"]), list(train["label"]), model.config.label2id, tokenizer, Windows(max_length))
+        data = encode_labelled(list(train["text"]), list(train["label"]), model.config.label2id, tokenizer,
+                               Windows(max_length))
         lengths = [len(ids) for ids in data["input_ids"]]
         row: dict[str, Any] = {"truncated_share": sum(n == max_length for n in lengths) / len(lengths),
                                "mean_tokens": sum(lengths) / len(lengths)}

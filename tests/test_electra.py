@@ -12,7 +12,7 @@ from ptft.pipeline.electra import DISCRIMINATOR_WEIGHT, ReplacedTokenDetection, 
 from ptft.pipeline.modeling import build_config, classifier, flops_per_token
 from ptft.pipeline.params import load_params
 from ptft.pipeline.schema import problems
-from ptft.pipeline.training import finetune_classifier, encode_labelled, open_live, pretrain_lm, pretrain_trainer
+from ptft.pipeline.training import encode_labelled, finetune_classifier, open_live, pretrain_lm, pretrain_trainer
 from ptft.pipeline.windows import Windows
 from tests.test_training import MODEL, TEXTS, tokenizer  # noqa: F401 - the fixture
 

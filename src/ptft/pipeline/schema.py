@@ -310,8 +310,9 @@ class Finetune(Block):
     @model_validator(mode="after")
     def _windows_fit(self) -> Finetune:
         if self.windows > 1 and self.window_overlap > self.max_length // 2:
-            raise ValueError(f"finetune.window_overlap ({self.window_overlap}) is more than half of finetune.max_length "
-                             f"({self.max_length}): each window would add little new text; lower it")
+            raise ValueError(f"finetune.window_overlap ({self.window_overlap}) is more than half of "
+                             f"finetune.max_length ({self.max_length}): each window would add little new text; "
+                             "lower it")
         return self
 
     @model_validator(mode="after")
