@@ -250,7 +250,7 @@ def gather(params: dict[str, Any]) -> dict[str, Any]:
 def _pretrain_metrics(model: str) -> dict[str, float]:
     """The pre-training metrics of the comparison's own model ``objective-<name>`` or ``continued-<name>``."""
     metrics = json.loads((PRETRAINING / model / "metrics.json").read_text())
-    return {key: metrics[key] for key in ("eval_loss", "perplexity", "steps")}
+    return {key: metrics[key] for key in ("eval_loss", "perplexity", "steps") if key in metrics}  # ELECTRA: none
 
 
 def headline(results: dict[str, Any]) -> dict[str, Any]:
@@ -332,7 +332,7 @@ def markdown(results: dict[str, Any], params: dict[str, Any]) -> str:
     for arm, settings, summary in rows:
         lines.append(f"| {arm} | {settings} | " + " | ".join(
             _cell_label(summary, key) for key in ("test_accuracy", "test_macro_f1", "validation_macro_f1")) + " |")
-    lines += [f"\n## Pre-training objective: masked or causal LM, fine-tuned at {focus} labelled examples\n",
+    lines += [f"\n## Pre-training objective, fine-tuned at {focus} labelled examples\n",
               "| objective | pre-training | steps | validation LM loss | test accuracy | test macro-F1 |",
               "| --- | --- | --- | --- | --- | --- |"]
     for name, summary in results["objectives"].items():
@@ -340,7 +340,8 @@ def markdown(results: dict[str, Any], params: dict[str, Any]) -> str:
         pretrain = summary["pretrain"]
         lines.append(f"| {name} | {settings} | {pretrain['steps']} | {pretrain['eval_loss']:.3f} | "
                      + " | ".join(_cell_label(summary, key) for key in ("test_accuracy", "test_macro_f1")) + " |")
-    lines.append("\n(MLM and CLM losses are not comparable: one predicts masked tokens, the other the next one.)")
+    lines.append("\n(The losses are not comparable across objectives: MLM predicts masked tokens, CLM the next one, and "
+                 "ELECTRA's adds its generator's MLM loss to its weighted replaced-token detection loss.)")
     if results.get("continued"):
         settings = ", ".join(f"{k} {v}" for k, v in compare["continued_settings"].items())
         lines += ["\n## Continued pre-training on the pre-training text (domain-adaptive)\n",
