@@ -8,7 +8,7 @@ runs the comparison's ``tfidf`` and ``pretrained`` cells at the dataset's label 
 
 - ``new``: none (the defaults of the commit measured);
 - ``old``: ``benchmarks/recipes/old.yaml``, the defaults before issue 28;
-- any other name: ``benchmarks/recipes/NAME.yaml`` (a grid point).
+- any other name: ``benchmarks/recipes/NAME.yaml`` (a grid point), and ``A+B`` for B's params merged over A's.
 
 Usage:  python benchmarks/recipes.py [--datasets sst2,20ng,bbc] [--recipes old,new] [--out DIR]
 Writes recipes.json and recipes.md (default: benchmarks/results/); a (dataset, recipe) already measured at the
@@ -60,8 +60,17 @@ def sh(cmd: list[str], cwd: Path) -> str:
 
 
 def overlay(recipe: str) -> dict[str, Any]:
-    """The params a recipe sets over the defaults."""
-    return {} if recipe == "new" else yaml.safe_load((RECIPES / f"{recipe}.yaml").read_text())
+    """The params a recipe sets over the defaults: ``new`` none, ``NAME`` benchmarks/recipes/NAME.yaml's, and
+    ``A+B`` B's merged over A's (``old+windows``: the old recipe reading long documents in windows)."""
+    merged: dict[str, Any] = {}
+    for name in recipe.split("+"):
+        if name != "new":
+            merged = _merge(merged, yaml.safe_load((RECIPES / f"{name}.yaml").read_text()))
+    return merged
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    return {**base, **{k: _merge(base.get(k, {}), v) if isinstance(v, dict) else v for k, v in over.items()}}
 
 
 def clone_for(dataset: str, work: Path) -> tuple[Path, dict[str, Any]]:
@@ -102,12 +111,15 @@ def repro(clone: Path, stages: list[str]) -> float:
 
 def cell(clone: Path, arm: str, budget: int) -> dict[str, Any]:
     """A comparison cell's test accuracy over seeds, summarised as the comparison's report does."""
-    summary = summarize(json.loads((clone / f"reports/compare/runs/{arm}-{budget}.json").read_text()))
+    runs = json.loads((clone / f"reports/compare/runs/{arm}-{budget}.json").read_text())
+    summary = summarize(runs)
     if "skipped" in summary:
         return {"skipped": summary["skipped"]}
     accuracy = summary["test_accuracy"]
+    steps = [run["steps"] for run in runs["runs"] if "steps" in run]  # fine-tuning's optimizer steps (not TF-IDF)
     return {"mean": round(accuracy["mean"], 4), "std": round(accuracy["std"], 4), "seeds": summary["seeds"],
-            "macro_f1": round(summary["test_macro_f1"]["mean"], 4)}
+            "macro_f1": round(summary["test_macro_f1"]["mean"], 4),
+            **({"steps": round(sum(steps) / len(steps))} if steps else {})}
 
 
 def measure(clone: Path, dataset: str, recipe: str, base: dict[str, Any]) -> dict[str, Any]:
