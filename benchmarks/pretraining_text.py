@@ -20,29 +20,19 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
+from clones import repro, sh
 
 from ptft.pipeline.compare import summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGETS = ["25", "100"]
 ARMS = ("pretrained", "scratch", "tfidf")
-
-
-def sh(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PYTHONPATH": str(cwd / "src"), "DVC_NO_ANALYTICS": "1"}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if result.returncode:
-        sys.exit(f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result.stdout
 
 
 def set_params(clone: Path, changes: dict[str, Any]) -> None:
@@ -55,13 +45,6 @@ def set_params(clone: Path, changes: dict[str, Any]) -> None:
             node = node[block]
         node[key] = value
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def repro(clone: Path, stages: list[str]) -> float:
-    """`dvc repro` the stages; the wall seconds it took."""
-    started = time.monotonic()
-    sh([sys.executable, "-m", "dvc", "repro", *stages], clone)
-    return round(time.monotonic() - started, 1)
 
 
 def cell(clone: Path, arm: str, budget: str) -> dict[str, Any]:

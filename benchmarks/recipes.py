@@ -23,14 +23,12 @@ import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from clones import repro, sh
 
 from ptft.pipeline.compare import summarize
 from ptft.pipeline.params import deep_merge
@@ -49,14 +47,6 @@ DATASETS: dict[str, dict[str, Any]] = {
                       "splits": {"train": "train", "validation": None, "test": "test"}}},
     "bbc": {"file": None, "budgets": [100], "data": {}},
 }
-
-
-def sh(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PYTHONPATH": str(cwd / "src"), "DVC_NO_ANALYTICS": "1"}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if result.returncode:
-        sys.exit(f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result.stdout
 
 
 def overlay(recipe: str) -> dict[str, Any]:
@@ -100,13 +90,6 @@ def clone_for(dataset: str, work: Path) -> tuple[Path, dict[str, Any]]:
 
 def with_recipe(clone: Path, recipe: str, base: dict[str, Any]) -> None:
     (clone / "params.yaml").write_text(yaml.safe_dump(deep_merge(base, overlay(recipe)), sort_keys=False))
-
-
-def repro(clone: Path, stages: list[str]) -> float:
-    """`dvc repro` the stages; the wall seconds it took."""
-    started = time.monotonic()
-    sh([sys.executable, "-m", "dvc", "repro", *stages], clone)
-    return round(time.monotonic() - started, 1)
 
 
 def cell(clone: Path, arm: str, budget: int) -> dict[str, Any]:
