@@ -190,9 +190,9 @@ def finetune_run_flops(settings: dict[str, Any], params: dict[str, Any], sizes: 
         init = pretrain["init"]
     config = model_config(init, "mlm", params.get("model"), sizes.tokenizer_dir)
     texts = sizes.lengths(init)
-    windows = Windows.from_params(settings).lengths(texts)
-    per_text = len(windows) / max(1, len(texts))  # a long text is read in several windows (finetune.windows)
-    length = padded_length(windows, device_batch(settings), settings["max_length"],
+    pieces = Windows.from_params(settings).lengths(texts)
+    per_text = len(pieces) / max(1, len(texts))  # a long text is read in several windows (finetune.windows)
+    length = padded_length(pieces, device_batch(settings), settings["max_length"],
                            settings.get("group_by_length", False))
     passes = run_passes(round(train_examples * per_text), settings)
     per_token = model_flops(config, max(1, round(length)), 0.0)  # a classifier: no vocabulary projection

@@ -46,7 +46,7 @@ def finetune_inputs(params: dict[str, Any], seed: int) -> FinetuneInputs:
                                   multi_label)
     frozen = freeze_parameters(model, finetune["freeze"])
     windows = Windows.from_params(finetune)
-    windows.attach(model.config, tokenizer)  # saved with the model: whatever reads it later reads texts so
+    windows.attach(model.config, tokenizer)  # saved with the model, so whatever reads it windows texts alike
     validation = read_split(PREPARED, "validation")
 
     def encode(df: pd.DataFrame) -> Dataset:
