@@ -74,6 +74,7 @@ SOURCES = {
     "kernels": "benchmarks/results/kernels.json",
     "cross_cpu": "benchmarks/results/cross_cpu.json",
     "pipeline_time": "benchmarks/results/pipeline_time.json",
+    "recipes": "benchmarks/results/recipes.json",
 }
 # Markdown files a page may insert whole, and where figures may come from.
 INSERTABLE = ("reports/", "benchmarks/results/")
