@@ -515,10 +515,9 @@ def finetune_classifier(
         "validation_accuracy": best["eval_accuracy"],
         "validation_macro_f1": best["eval_macro_f1"],
         "train_examples": len(set(train["document"])),
+        "train_windows": len(train),  # more than the examples where texts are read in several windows
         "steps": trainer.state.global_step,
     }
-    if len(train) > metrics["train_examples"]:  # texts read in several windows
-        metrics["train_windows"] = len(train)
     speed = train_speed(trainer)
     if speed.get("train_runtime"):  # the FLOP/s that `ptft estimate` scales to other data (ptft.pipeline.cost)
         lengths = [len(ids) for ids in train["input_ids"]]  # already cut at max_length by the encoding
