@@ -340,8 +340,8 @@ def markdown(results: dict[str, Any], params: dict[str, Any]) -> str:
         pretrain = summary["pretrain"]
         lines.append(f"| {name} | {settings} | {pretrain['steps']} | {pretrain['eval_loss']:.3f} | "
                      + " | ".join(_cell_label(summary, key) for key in ("test_accuracy", "test_macro_f1")) + " |")
-    lines.append("\n(The losses are not comparable across objectives: MLM predicts masked tokens, CLM the next one, and "
-                 "ELECTRA's adds its generator's MLM loss to its weighted replaced-token detection loss.)")
+    lines.append("\n(The losses are not comparable across objectives: MLM predicts masked tokens, CLM the next one, "
+                 "and ELECTRA's adds its generator's MLM loss to its weighted replaced-token detection loss.)")
     if results.get("continued"):
         settings = ", ".join(f"{k} {v}" for k, v in compare["continued_settings"].items())
         lines += ["\n## Continued pre-training on the pre-training text (domain-adaptive)\n",
