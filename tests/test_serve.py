@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ptft.serve import Batcher, Limits, RequestError, parse_request
+from ptft.serve import Batcher, Limits, RequestError, app_for, parse_request
 from tests.conftest import clone_env
 
 TEXTS = ["Shares rose after the bank raised its profit forecast.", "The striker scored twice in the cup final.",
@@ -72,6 +72,138 @@ def test_a_client_that_goes_away_does_not_stop_the_worker():
 def test_a_good_request_gives_its_texts():
     assert parse_request(b'{"text": "a"}', SMALL) == (["a"], True)
     assert parse_request(b'{"texts": ["a", "b"]}', SMALL) == (["a", "b"], False)
+
+
+class FakeClassifier:
+    """Two labels; a text's probability of ``pos`` grows with its length."""
+
+    labels, multi_label, threshold = ["neg", "pos"], False, 0.5
+
+    def predict_proba(self, texts: list[str], batch_size: int):
+        import numpy as np
+
+        pos = np.array([min(len(text), 99) / 100 for text in texts])
+        return np.stack([1 - pos, pos], axis=1)
+
+
+FAKE_INFO = {"model_dir": "models/fake", "md5": "0123abcd.dir", "runtime": "onnxruntime", "file": "model.onnx",
+             "labels": ["neg", "pos"], "problem_type": None, "threshold": None, "stage": "export"}
+
+
+@pytest.fixture
+def client():
+    from fastapi.testclient import TestClient
+
+    with TestClient(app_for(FakeClassifier(), FAKE_INFO, Limits(max_body_bytes=2000, body_timeout=0.5))) as test:
+        yield test
+
+
+def _samples(exposition: str, name: str) -> dict[str, float]:
+    """The samples of one metric family in Prometheus' text format, by their label set."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    family = next(f for f in text_string_to_metric_families(exposition) if f.name == name)
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in family.samples}
+
+
+def test_metrics_count_known_traffic_in_prometheus_format(client):
+    for body in [{"text": "short"}, {"texts": ["a" * 10, "b" * 80]}, {"text": "x" * 30}]:
+        assert client.post("/predict", json=body).status_code == 200
+    assert client.post("/predict", content=b"{oops").status_code == 400
+    assert client.post("/predict", content=b" " * 3000).status_code == 413
+    client.get("/health")
+    client.get("/nowhere")
+    response = client.get("/metrics")
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    assert response.status_code == 200 and response.headers["content-type"] == CONTENT_TYPE_LATEST
+    requests = _samples(response.text, "ptft_requests")
+    assert requests == {("ptft_requests_total", (("endpoint", "/predict"), ("status", "200"))): 3,
+                        ("ptft_requests_total", (("endpoint", "/predict"), ("status", "400"))): 1,
+                        ("ptft_requests_total", (("endpoint", "/predict"), ("status", "413"))): 1,
+                        ("ptft_requests_total", (("endpoint", "/health"), ("status", "200"))): 1,
+                        ("ptft_requests_total", (("endpoint", "other"), ("status", "404"))): 1}
+    latency = _samples(response.text, "ptft_request_duration_seconds")
+    assert latency[("ptft_request_duration_seconds_count", (("endpoint", "/predict"),))] == 5
+    batches = _samples(response.text, "ptft_batch_size")
+    assert batches[("ptft_batch_size_count", ())] == 3 and batches[("ptft_batch_size_sum", ())] == 4
+    assert batches[("ptft_batch_size_bucket", (("le", "1.0"),))] == 2  # two one-text passes, one of two texts
+    assert _samples(response.text, "ptft_queue_depth") == {("ptft_queue_depth", ()): 0}
+    assert _samples(response.text, "ptft_busy_rejections") == {("ptft_busy_rejections_total", ()): 0}
+    info = _samples(response.text, "ptft_model_info")
+    assert list(info) == [("ptft_model_info", (("file", "model.onnx"), ("md5", "0123abcd.dir"),
+                                                ("model_dir", "models/fake"), ("runtime", "onnxruntime"),
+                                                ("stage", "export")))]
+
+
+def test_openapi_documents_the_request_and_the_answers(client):
+    from ptft.serve_api import ManyTexts, OneText
+
+    schema = client.get("/openapi.json").json()
+    predict = schema["paths"]["/predict"]["post"]
+    body = predict["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"anyOf": [{"$ref": "#/components/schemas/OneText"}, {"$ref": "#/components/schemas/ManyTexts"}]}
+    components = schema["components"]["schemas"]
+    assert components["OneText"]["required"] == ["text"] and components["ManyTexts"]["required"] == ["texts"]
+    answer = predict["responses"]["200"]["content"]["application/json"]["schema"]
+    assert {ref["$ref"].rsplit("/", 1)[1] for ref in answer["anyOf"]} == {"Prediction", "MultiLabelPrediction",
+                                                                         "Predictions"}
+    assert {"400", "408", "413", "422", "503"} <= set(predict["responses"])
+    assert predict["responses"]["413"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    for path, model in [("/health", "Health"), ("/model", "ModelInfo")]:
+        ok = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok["$ref"].endswith(f"/{model}")
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    assert CONTENT_TYPE_LATEST in schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    # The examples the schema gives are requests the server answers.
+    for model in (OneText, ManyTexts):
+        example = model.model_config["json_schema_extra"]["examples"][0]
+        assert client.post("/predict", json=example).status_code == 200
+    served = client.post("/predict", json={"texts": ["ab", "c" * 70]}).json()
+    assert [p["label"] for p in served["predictions"]] == ["neg", "pos"]
+    assert client.get("/model").json() == FAKE_INFO
+
+
+def test_a_body_over_the_limit_is_refused_before_or_as_it_is_read(client):
+    declared = client.post("/predict", content=b"{}", headers={"content-length": "500000000"})
+    assert declared.status_code == 413 and "500000000 bytes; the limit is 2000" in declared.json()["error"]
+
+    def chunks():  # no Content-Length: a chunked body
+        yield b'{"text": "'
+        for _ in range(100):
+            yield b"x" * 100
+
+    chunked = client.post("/predict", content=chunks())
+    assert chunked.status_code == 413 and "over 2000 bytes; the limit is 2000" in chunked.json()["error"]
+    assert client.post("/predict", json={"text": "still serving"}).status_code == 200
+
+
+def test_a_body_that_does_not_arrive_in_time_gets_408():
+    async def scenario() -> tuple[int, dict]:
+        app = app_for(FakeClassifier(), FAKE_INFO, Limits(body_timeout=0.2))
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            if not sent:
+                sent.append({})
+                return {"type": "http.request", "body": b'{"text": ', "more_body": True}
+            await asyncio.sleep(10)  # the rest never comes
+            return {"type": "http.disconnect"}
+
+        answer: list[dict] = []
+
+        async def send(message: dict) -> None:
+            answer.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/predict", "headers": [], "query_string": b"",
+                 "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 8000), "root_path": "",
+                 "client": ("127.0.0.1", 5000)}
+        await asyncio.wait_for(app(scope, receive, send), 5)
+        return answer[0]["status"], json.loads(answer[1]["body"])
+
+    status, body = asyncio.run(scenario())
+    assert status == 408 and "did not arrive within 0.2 s" in body["error"]
 
 
 def _free_port() -> int:
@@ -240,3 +372,72 @@ def test_a_port_out_of_range_is_refused_before_the_model_loads(capsys):
     with pytest.raises(SystemExit):
         main(["serve", "--port", "70000"])
     assert "--port: must be a port number from 1 to 65535, got '70000'" in capsys.readouterr().err
+
+
+def _raw(server: Server, head: str) -> socket.socket:
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)), timeout=30)
+    connection.sendall(head.encode())
+    return connection
+
+
+def _status(connection: socket.socket) -> int:
+    """The status of the answer on a raw connection (its first line)."""
+    answer = b""
+    while b"\r\n" not in answer:
+        chunk = connection.recv(4096)
+        assert chunk, f"the connection closed without an answer: {answer!r}"
+        answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_a_huge_body_is_cut_off_as_it_arrives_and_memory_stays_flat(server):
+    """300 MB streamed (chunked, so the server cannot know its size) gets a 413 as soon as it passes the limit,
+    and so does a declared 500 MB body before any of it is read: the server's memory does not grow with them."""
+    import select
+
+    import psutil
+
+    process = psutil.Process(server.process.pid)
+    server.post({"text": TEXTS[0]})  # warm: the first request's allocations are not the body's
+    idle = process.memory_info().rss
+    connection = _raw(server, "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                              "Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n%s\r\n" % (1 << 20, b"x" * (1 << 20))
+    sent = 0
+    connection.setblocking(False)
+    while sent < 300 << 20:
+        readable, writable, _ = select.select([connection], [connection], [], 10)
+        if readable or not writable:  # answered, or no longer read
+            break
+        try:
+            sent += connection.send(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            break
+    connection.settimeout(60)
+    if sent >= 300 << 20:  # all of it was read: end the body, for a server that answers only then
+        connection.sendall(b"0\r\n\r\n")
+    assert _status(connection) == 413
+    connection.close()
+    assert sent < 300 << 20  # cut off, not read to the end
+    declared = _raw(server, "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 500000000\r\n\r\n{")
+    assert _status(declared) == 413
+    declared.close()
+    assert process.memory_info().rss - idle < 8 << 20
+    assert server.post({"text": TEXTS[0]})[0] == 200
+
+
+def test_slow_bodies_time_out_while_other_requests_are_answered(model_dir):
+    import select
+
+    server = Server(model_dir, "--body-timeout-s", "5")
+    try:
+        slow = [_raw(server, "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"text\": ")
+                for _ in range(50)]  # and the rest never comes
+        assert [server.post({"text": text})[0] for text in TEXTS] == [200] * len(TEXTS)
+        assert select.select(slow, [], [], 0)[0] == []  # answered while the slow ones still wait for their bodies
+        assert [_status(connection) for connection in slow] == [408] * len(slow)
+        metrics = urllib.request.urlopen(server.url + "/metrics", timeout=30).read().decode()
+        assert 'ptft_requests_total{endpoint="/predict",status="408"} 50.0' in metrics
+    finally:
+        server.stop()

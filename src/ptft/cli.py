@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--batch-size", type=_positive, default=64, help="texts per forward pass (default: 64)")
     predict.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda or cuda:N")
     serve = commands.add_parser("serve", help="serve a fine-tuned model over HTTP (POST /predict, GET /health, "
-                                              "GET /model), batching concurrent requests into one forward pass")
+                                              "GET /model, GET /metrics), batching concurrent requests into one "
+                                              "forward pass")
     serve.add_argument("model", nargs="?", default="models/finetuned", help="model directory (default: "
                        "models/finetuned), an exported one (models/exported: ONNX Runtime) or its model.int8.onnx")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for "
@@ -74,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--max-text-chars", type=_positive, default=100_000,
                        help="characters per text (default: 100000)")
     serve.add_argument("--max-body-bytes", type=_positive, default=1_000_000,
-                       help="bytes per request body (default: 1000000)")
+                       help="bytes per request body (default: 1000000); a longer one is refused as it arrives")
+    serve.add_argument("--body-timeout-s", type=float, default=10.0,
+                       help="seconds a client has to send its whole body, then 408 (default: 10)")
     exps = commands.add_parser("exp-show", help="dvc exp show narrowed to a terminal's width: the params the shown "
                                "experiments changed and the headline metrics (validation, test, pre-training gain)")
     exps.add_argument("--rev", action="append", help="git revision to show with its experiments (default: HEAD); "
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             serve(args.model, args.host, args.port, Limits(
                 max_body_bytes=args.max_body_bytes, max_text_chars=args.max_text_chars, max_texts=args.max_texts,
                 max_batch=args.max_batch, batch_window=args.batch_window_ms / 1000, max_queue=args.max_queue,
-                batching=not args.no_batching), args.device)
+                batching=not args.no_batching, body_timeout=args.body_timeout_s), args.device)
         elif args.command == "exp-show":
             from ptft.experiments import show  # imports dvc: only when showing
 
