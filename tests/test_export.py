@@ -12,8 +12,9 @@ import pytest
 from transformers import AutoTokenizer, GPT2ForSequenceClassification
 
 from ptft.pipeline.evaluation import predict_proba
-from ptft.pipeline.export import INT8_FILE, ONNX_FILE, ExportError, OnnxClassifier, _check, export_classifier
+from ptft.pipeline.export import INT8_FILE, ONNX_FILE, ExportError, _check, export_classifier
 from ptft.pipeline.modeling import build_causal_config, classifier
+from ptft.pipeline.onnx_classifier import OnnxClassifier
 from ptft.pipeline.tokenizer import save_tokenizer, train_tokenizer
 from tests.test_evaluation_multilabel import SPLIT, tiny_model
 

@@ -42,7 +42,7 @@ def test_every_stage_ran_and_every_declared_output_exists(smoke_run):
 def test_export_is_verified_self_contained_and_traced_to_the_finetuned_model(smoke_run, tmp_path):
     import shutil
 
-    from ptft.pipeline.export import OnnxClassifier
+    from ptft.pipeline.onnx_classifier import OnnxClassifier
     from ptft.predict import load_classifier
 
     clone, _ = smoke_run

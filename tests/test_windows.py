@@ -9,11 +9,12 @@ import torch
 from transformers import AutoTokenizer, EvalPrediction
 
 from ptft.pipeline.evaluation import predict_proba
-from ptft.pipeline.export import OnnxClassifier, export_classifier
+from ptft.pipeline.export import export_classifier
 from ptft.pipeline.modeling import classifier
+from ptft.pipeline.onnx_classifier import OnnxClassifier, TokenizerFile
 from ptft.pipeline.tokenizer import save_tokenizer, train_tokenizer
 from ptft.pipeline.training import _compute_metrics, encode_labelled
-from ptft.pipeline.windows import Windows, pool
+from ptft.pipeline.windows import Windows, pad, pool
 from tests.test_export import LABELS, SETTINGS, VALIDATION
 
 WORDS = "the market rose while the team won again and the chip maker shipped a new phone today".split()
@@ -96,6 +97,20 @@ def test_a_saved_classifier_is_read_in_the_windows_it_was_trained_with(windowed)
     assert np.abs(probs - expected).max() <= 1e-5
     truncated = predict_proba(model, tokenizer, LONG, batch_size=5, windows=Windows(24))
     assert np.abs(probs - truncated)[documents[-1]].max() > 1e-4  # the long texts' later windows count
+
+
+@pytest.mark.parametrize("windows", [Windows(24), Windows(24, count=3, overlap=5), Windows(None)])
+def test_the_torch_free_tokenizer_cuts_and_pads_windows_as_transformers_does(tokenizer, tokenizer_dir, windows):
+    """The serving install reads a saved tokenizer with the tokenizers library alone (TokenizerFile): the same
+    windows, ids, document of each window and padded batches as transformers' tokenizer, accents, case and all."""
+    free = TokenizerFile(tokenizer_dir)
+    texts = [*LONG, "Ünïcode — ÉTÉ café\u00a0naïve", "  spaced\tout \n text  ", "x"]
+    (ours, our_docs), (theirs, their_docs) = windows.encode(free, texts), windows.encode(tokenizer, texts)
+    assert ours["input_ids"] == theirs["input_ids"] and our_docs.tolist() == their_docs.tolist()
+    padded = tokenizer.pad({"input_ids": theirs["input_ids"][:5]}, return_tensors="np")
+    mine = pad(ours["input_ids"][:5], free.pad_token_id, free.padding_side)
+    for key in ("input_ids", "attention_mask"):
+        assert mine[key].dtype == np.int64 and np.array_equal(mine[key], padded[key])
 
 
 def test_training_rows_are_windows_and_validation_scores_documents(tokenizer):

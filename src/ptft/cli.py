@@ -7,9 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+# What `ptft serve` needs alone at the top: the serving install (requirements/serve.txt) has no DVC, pandas or torch.
 from ptft.pipeline.params import PARAMS_FILE, UserError, merge_files
-from ptft.report import ReportError, build_report
-from ptft.trace import LineageError, lineage, render
 
 
 def _positive(value: str) -> int:
@@ -125,9 +124,13 @@ def main(argv: list[str] | None = None) -> int:
             merge_files(args.params, args.override)
             print(f"merged {args.override} into {args.params}")
         elif args.command == "lineage":
+            from ptft.trace import lineage, render
+
             found = lineage(args.artifact)
             print(json.dumps(found, indent=2) if args.json else render(found))
         elif args.command == "report":
+            from ptft.report import build_report
+
             print(build_report(args.base, args.out), end="")
         elif args.command == "serve":
             from ptft.serve import Limits, serve
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             where = "" if args.output == "-" else f" to {args.output}"
             print(f"wrote {count} records{where}" + (f" ({empty} empty, marked \"error\": \"empty text\")"
                                                      if empty else ""), file=sys.stderr)
-    except (UserError, LineageError, ReportError) as err:
+    except UserError as err:  # LineageError and ReportError among them
         print(f"ptft: error: {err}", file=sys.stderr)
         return 2
     return 0

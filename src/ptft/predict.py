@@ -12,17 +12,14 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import pandas as pd
 
+from ptft.pipeline.onnx_classifier import INT8_FILE, ONNX_FILE
 from ptft.pipeline.params import UserError
-
-ONNX_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"  # as the export stage writes them (ptft.pipeline.export)
 
 if TYPE_CHECKING:  # transformers takes seconds to import; `ptft --help` should not wait for it
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-TABLE_READERS = {".csv": pd.read_csv, ".jsonl": lambda path: pd.read_json(path, lines=True),
-                 ".parquet": pd.read_parquet}
+TABLE_READERS = {".csv": "read_csv", ".jsonl": "read_json", ".parquet": "read_parquet"}  # pandas' readers
 CHUNK = 512  # texts per progress update
 
 
@@ -59,8 +56,10 @@ def read_records(source: str, columns: str | list[str] = "text",
     if suffix not in TABLE_READERS:
         raise PredictError(f"input '{source}': unsupported extension '{suffix}'; use .txt (one text per line), "
                            ".csv, .jsonl or .parquet (with --column), or - for stdin")
+    import pandas as pd  # not in the serving install (requirements/serve.txt), which reads no files
+
     try:
-        table = TABLE_READERS[suffix](path)
+        table = getattr(pd, TABLE_READERS[suffix])(path, **({"lines": True} if suffix == ".jsonl" else {}))
     except ValueError as err:
         raise PredictError(f"input '{source}' could not be read as {suffix[1:]}: {err}") from err
     fields = [columns] if isinstance(columns, str) else columns
@@ -150,7 +149,7 @@ def load_classifier(model_dir: str, device: str = "auto", threads: int | None = 
         if device not in ("auto", "cpu"):
             raise PredictError(f"--model '{model_dir}' is an ONNX export, which ptft runs on the CPU with ONNX "
                                "Runtime; drop --device, or use models/finetuned on the GPU")
-        from ptft.pipeline.export import OnnxClassifier
+        from ptft.pipeline.onnx_classifier import OnnxClassifier
 
         return OnnxClassifier(directory, onnx_file, threads)
     import torch

@@ -21,6 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from dvc.api import open as dvc_open  # noqa: E402
 
+from ptft.pipeline.params import UserError  # noqa: E402
+
 # The metrics a reviewer looks at first, always shown (the rest only where they changed).
 HEADLINE = {
     "reports/test/metrics.json": ("accuracy", "macro_f1"),
@@ -34,7 +36,7 @@ CURVES = {
 CONFUSION = "reports/test/confusion.png"
 
 
-class ReportError(RuntimeError):
+class ReportError(UserError):
     """DVC could not compare the workspace with the base revision."""
 
 

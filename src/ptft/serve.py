@@ -13,6 +13,7 @@ in flight finish, and the worker drains the queue before the process exits.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -188,6 +189,14 @@ def parse_request(body: bytes, limits: Limits) -> tuple[list[str], bool]:
     return texts, single
 
 
+def directory_md5(path: Path) -> str:
+    """DVC's hash of a directory, as dvc.lock records it (``<md5>.dir``: the md5 of the JSON list of its files'
+    md5s and paths), computed without DVC, which the serving install does not have: ``ptft lineage`` traces it."""
+    files = sorted((file.relative_to(path).as_posix(), file) for file in path.rglob("*") if file.is_file())
+    listing = [{"md5": hashlib.md5(file.read_bytes()).hexdigest(), "relpath": name} for name, file in files]
+    return hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
+
+
 def model_info(path: Path) -> dict[str, Any]:
     """What is served: the directory (and ONNX file), the runtime, the directory's lineage (artifact, stage, params,
     metrics) and the label names."""
@@ -195,9 +204,7 @@ def model_info(path: Path) -> dict[str, Any]:
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     lineage_file = model_dir / "lineage.json"
     lineage = json.loads(lineage_file.read_text(encoding="utf-8")) if lineage_file.is_file() else {}
-    from ptft.pipeline.lineage import md5_path
-
-    return {"model_dir": str(model_dir), "md5": md5_path(model_dir),
+    return {"model_dir": str(model_dir), "md5": directory_md5(model_dir),
             **({"runtime": "onnxruntime", "file": onnx_file} if onnx_file else {"runtime": "pytorch"}),
             "labels": [config["id2label"][str(i)] for i in range(len(config["id2label"]))],
             "problem_type": config.get("problem_type"), "threshold": config.get("threshold"),

@@ -18,12 +18,13 @@ from typing import Any
 import yaml
 
 from ptft.pipeline.lineage import LINEAGE_FILE, dvc_repo, environment, fingerprint, flatten, md5_path, run_environment
+from ptft.pipeline.params import UserError
 
 LOCK_FILE = "dvc.lock"
 RUN_LOGS = Path("logs")
 
 
-class LineageError(ValueError):
+class LineageError(UserError):
     """The path is not an artifact with lineage, or is not inside the ptft repository."""
 
 

@@ -27,7 +27,7 @@ from ptft.pipeline.metrics import (
     unknown_labels,
 )
 from ptft.pipeline.plots import write_confusion, write_per_label
-from ptft.pipeline.windows import Windows, pool
+from ptft.pipeline.windows import Windows, pooled_logits
 
 NONE = "(none)"  # a multi-label confusion matrix's row and column for "no label"
 
@@ -61,21 +61,10 @@ def validation_threshold(model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
 def batched_probabilities(logits: Callable[[dict[str, torch.Tensor]], torch.Tensor],
                           tokenizer: PreTrainedTokenizerBase, texts: list[str], batch_size: int, num_labels: int,
                           multi_label: bool, windows: Windows) -> np.ndarray:
-    """The probabilities of ``texts`` from a model's ``logits`` function (PyTorch or ONNX Runtime), ``batch_size``
-    windows at a time; a text of several windows gets the mean of their logits (:mod:`ptft.pipeline.windows`).
-
-    Batches are formed longest first and padded to their own longest window, so few positions are
-    padding; the rows come back in the order of ``texts``.
-    """
-    encoded, documents = windows.encode(tokenizer, texts)
-    ids = encoded["input_ids"]
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-    scores = np.zeros((len(ids), num_labels), dtype=np.float32)
-    for start in range(0, len(ids), batch_size):
-        rows = order[start : start + batch_size]
-        batch = tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt")
-        scores[rows] = logits(dict(batch)).numpy()
-    pooled = torch.from_numpy(pool(scores, documents, len(texts)))
+    """The probabilities of ``texts`` from a PyTorch model's ``logits`` function: :func:`pooled_logits` (batched
+    longest first, windows averaged), then the softmax (sigmoid for a multi-label model)."""
+    pooled = torch.from_numpy(pooled_logits(lambda batch: logits({k: torch.from_numpy(v) for k, v in batch.items()})
+                                            .numpy(), tokenizer, texts, batch_size, num_labels, windows))
     return (torch.sigmoid(pooled) if multi_label else torch.softmax(pooled, dim=-1)).numpy()
 
 

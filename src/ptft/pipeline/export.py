@@ -20,7 +20,6 @@ import onnx
 import pandas as pd
 import torch
 from transformers import (
-    AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     PreTrainedModel,
@@ -28,15 +27,13 @@ from transformers import (
 )
 
 from ptft.pipeline.artifacts import save_loaded_tokenizer
-from ptft.pipeline.evaluation import batched_probabilities, predict_proba
+from ptft.pipeline.evaluation import predict_proba
 from ptft.pipeline.labels import decision_threshold, is_multi_label, label_names
 from ptft.pipeline.metrics import classification_metrics, multilabel_indicator, multilabel_metrics
+from ptft.pipeline.onnx_classifier import INT8_FILE, ONNX_FILE, OnnxClassifier
 from ptft.pipeline.params import UserError
-from ptft.pipeline.windows import Windows
 
-ONNX_FILE = "model.onnx"  # ptft.predict names these too, without importing this module (it imports torch)
-INT8_FILE = "model.int8.onnx"
-INPUTS = ("input_ids", "attention_mask")  # what batched_probabilities feeds a model
+INPUTS = ("input_ids", "attention_mask")  # what pooled_logits feeds a model
 
 
 class ExportError(UserError):
@@ -123,31 +120,6 @@ def quantize_int8(source: Path, target: Path) -> None:
         quantize_dynamic(prepared, target, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
     finally:
         prepared.unlink(missing_ok=True)
-
-
-class OnnxClassifier:
-    """An exported classifier run with ONNX Runtime: the same probabilities, batching and labels as the PyTorch one."""
-
-    def __init__(self, model_dir: Path, file: str = ONNX_FILE, threads: int | None = None):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:  # ONNX Runtime's results are repeatable only for a fixed thread count, as torch's are
-            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        self.session = ort.InferenceSession(str(model_dir / file), options, providers=["CPUExecutionProvider"])
-        self.inputs = [value.name for value in self.session.get_inputs()]
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.config = AutoConfig.from_pretrained(model_dir)
-        self.labels = label_names(self.config)
-        self.multi_label, self.threshold = is_multi_label(self.config), decision_threshold(self.config)
-
-    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        feed = {name: batch[name].numpy() for name in self.inputs}
-        return torch.from_numpy(self.session.run(["logits"], feed)[0]).float()
-
-    def predict_proba(self, texts: list[str], batch_size: int) -> np.ndarray:
-        return batched_probabilities(self.logits, self.tokenizer, texts, batch_size, len(self.labels),
-                                     self.multi_label, Windows.of(self.config, self.tokenizer))
 
 
 def export_classifier(model_dir: Path, out: Path, validation: pd.DataFrame, settings: dict[str, Any],

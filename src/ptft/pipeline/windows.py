@@ -13,7 +13,7 @@ Torch-free on purpose: the ONNX server imports it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,3 +78,32 @@ def pool(logits: np.ndarray, documents: np.ndarray, count: int) -> np.ndarray:
     sums = np.zeros((count, logits.shape[1]), dtype=np.float64)
     np.add.at(sums, documents, logits)
     return (sums / np.bincount(documents, minlength=count)[:, None]).astype(np.float32)
+
+
+def pad(rows: Sequence[Sequence[int]], pad_id: int, side: str = "right") -> dict[str, np.ndarray]:
+    """``input_ids`` and ``attention_mask`` (int64) of ``rows`` padded to the longest of them on ``side``, as
+    transformers' ``tokenizer.pad`` gives them."""
+    longest = max(len(row) for row in rows)
+    ids = np.full((len(rows), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), longest), dtype=np.int64)
+    for i, row in enumerate(rows):
+        span = slice(longest - len(row), longest) if side == "left" else slice(0, len(row))
+        ids[i, span], mask[i, span] = row, 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def pooled_logits(logits: Callable[[dict[str, np.ndarray]], np.ndarray], tokenizer: Any, texts: list[str],
+                  batch_size: int, num_labels: int, windows: Windows) -> np.ndarray:
+    """The logits of ``texts`` (float32 rows, in order) from a model's ``logits`` function (PyTorch's or ONNX
+    Runtime's), ``batch_size`` windows at a time; a text of several windows gets the mean of theirs (:func:`pool`).
+
+    Batches are formed longest first and padded (:func:`pad`, with the tokenizer's pad token and side) to their own
+    longest window, so few positions are padding."""
+    encoded, documents = windows.encode(tokenizer, texts)
+    ids = encoded["input_ids"]
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    scores = np.zeros((len(ids), num_labels), dtype=np.float32)
+    for start in range(0, len(ids), batch_size):
+        rows = order[start : start + batch_size]
+        scores[rows] = logits(pad([ids[i] for i in rows], tokenizer.pad_token_id, tokenizer.padding_side))
+    return pool(scores, documents, len(texts))
