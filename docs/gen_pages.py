@@ -69,6 +69,7 @@ SOURCES = {
     "throughput": "benchmarks/results/throughput.json",
     "corpus_benchmark": "benchmarks/results/corpus.json",
     "serve": "benchmarks/results/serve.json",
+    "serve_install": "benchmarks/results/serve_install.json",
     "pretraining_text": "benchmarks/results/pretraining_text.json",
     "search": "benchmarks/results/search.json",
     "kernels": "benchmarks/results/kernels.json",

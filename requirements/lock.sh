@@ -2,6 +2,7 @@
 # Refresh requirements/lock.txt: every dependency of ptft with its `dev` and `minilm` extras, and the
 # setuptools that builds ptft itself, pinned with `==` and hashed -- all but torch, which is installed
 # first from requirements/torch.txt (the CPU build or the CUDA one), so one lock serves both machines.
+# Then requirements/serve.txt, the serving install (the `serve` extra alone, at the same versions).
 #
 #   requirements/lock.sh                          # re-resolve after a pyproject change, keeping other pins
 #   requirements/lock.sh --upgrade                # move every package to its newest allowed release
@@ -40,3 +41,15 @@ if grep -E '^(nvidia-|cuda-|triton==)' "$tool/lock.txt" | grep -v '^nvidia-ml-py
 fi
 cp "$tool/lock.txt" requirements/lock.txt
 echo "requirements/lock.txt: $(grep -cE '^[a-z0-9]' requirements/lock.txt) packages pinned"
+
+# The serving install (requirements/serve.txt): the `serve` extra alone, at the versions of the lock just written,
+# so that a torch-free server runs the same onnxruntime and tokenizers as the pipeline that checked the export.
+"$tool/venv/bin/python" -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))
+  ['project']['optional-dependencies']['serve']))" > "$tool/serve.in"
+sed -nE 's/^([a-zA-Z0-9._-]+==[^ ]+).*/\1/p' requirements/lock.txt > "$tool/pins.txt"
+CUSTOM_COMPILE_COMMAND="requirements/lock.sh" "$tool/venv/bin/pip-compile" --quiet --generate-hashes \
+  --constraint "$tool/pins.txt" --strip-extras --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+  --output-file "$tool/serve.txt" "$tool/serve.in"
+sed -i "s#$tool/serve.in#the serve extra of pyproject.toml#; s#-c $tool/pins.txt#requirements/lock.txt#" "$tool/serve.txt"
+cp "$tool/serve.txt" requirements/serve.txt
+echo "requirements/serve.txt: $(grep -cE '^[a-z0-9]' requirements/serve.txt) packages pinned"

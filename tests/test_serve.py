@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ptft.serve import Batcher, Limits, RequestError, app_for, parse_request
-from tests.conftest import clone_env
+from tests.conftest import clone_env, run
 
 TEXTS = ["Shares rose after the bank raised its profit forecast.", "The striker scored twice in the cup final.",
          "MPs voted on the new budget today.", "The film won three awards at the festival."]
@@ -215,14 +216,17 @@ def _free_port() -> int:
 class Server:
     """``ptft serve`` in a subprocess on a free loopback port."""
 
-    def __init__(self, model: Path, *args: str):
+    def __init__(self, model: Path, *args: str, python: str = sys.executable, env: dict[str, str] | None = None):
+        """``python``: the interpreter (and its install) to serve with; ``env``: its environment (default: the
+        model's clone's, whose own ``src`` it runs)."""
         self.url = f"http://127.0.0.1:{_free_port()}"
         port = self.url.rsplit(":", 1)[1]
         # The log goes to a file: a pipe nobody reads would fill up with access lines and block the server.
         self.log = tempfile.NamedTemporaryFile("w+", prefix="ptft-serve-", suffix=".log")  # noqa: SIM115
-        self.process = subprocess.Popen([sys.executable, "-m", "ptft.cli", "serve", str(model), "--port", port, *args],
-                                        env=clone_env(next(p for p in model.parents if p.name == "models").parent),
-                                        stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [python, "-m", "ptft.cli", "serve", str(model), "--port", port, *args],
+            env=env or clone_env(next(p for p in model.parents if p.name == "models").parent),
+            stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while True:
             try:
@@ -439,5 +443,52 @@ def test_slow_bodies_time_out_while_other_requests_are_answered(model_dir):
         assert [_status(connection) for connection in slow] == [408] * len(slow)
         metrics = urllib.request.urlopen(server.url + "/metrics", timeout=30).read().decode()
         assert 'ptft_requests_total{endpoint="/predict",status="408"} 50.0' in metrics
+    finally:
+        server.stop()
+
+
+def test_the_serving_install_serves_the_export_without_torch(smoke_run, tmp_path):
+    """The serving install (requirements/serve.txt, then ptft's wheel without its dependencies) has none of torch,
+    transformers, DVC or pandas, and serves models/exported with the predictions of the full install: the same
+    ONNX Runtime answers, and PyTorch's labels."""
+    from ptft.predict import write_predictions
+    from ptft.serve import directory_md5
+
+    clone = smoke_run[0]
+    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(tmp_path),
+         str(clone)], clone)
+    venv = tmp_path / "serve-venv"
+    run([sys.executable, "-m", "venv", str(venv)], clone)
+    python = str(venv / "bin/python")
+    run([python, "-m", "pip", "install", "--quiet", "--require-hashes", "-r", str(clone / "requirements/serve.txt")],
+        clone)
+    run([python, "-m", "pip", "install", "--quiet", "--no-deps", *map(str, tmp_path.glob("ptft-*.whl"))], clone)
+    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": ""}
+    absent = subprocess.run([python, "-c", "import importlib.util as u; print([m for m in ('torch', 'transformers', "
+                             "'dvc', 'pandas', 'datasets', 'onnx') if u.find_spec(m)])"],
+                            env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert absent == "[]"
+    refused = subprocess.run([python, "-m", "ptft.cli", "serve", str(clone / "models/finetuned")], env=env,
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "a PyTorch model, which needs the full install (torch is missing" in \
+        refused.stderr
+    long = " ".join(TEXTS * 40)  # several windows
+    texts = [*TEXTS, long]
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    expected = {}
+    for name, model in [("onnx", clone / "models/exported"), ("pytorch", clone / "models/finetuned")]:
+        write_predictions(str(model), str(tmp_path / "texts.txt"), str(tmp_path / f"{name}.jsonl"), "text", 64, "cpu")
+        expected[name] = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+    server = Server(clone / "models/exported", python=python, env=env)
+    try:
+        info = server.get("/model")
+        assert info["runtime"] == "onnxruntime" and info["md5"] == directory_md5(clone / "models/exported")
+        status, answer, _ = server.post({"texts": texts})
+        assert status == 200
+        for served, onnx, pytorch in zip(answer["predictions"], expected["onnx"], expected["pytorch"], strict=True):
+            assert served["label"] == onnx["label"] == pytorch["label"]
+            assert served["probabilities"] == pytest.approx(onnx["probabilities"], abs=1e-6)
+            assert served["probabilities"] == pytest.approx(pytorch["probabilities"], abs=1e-4)
+        assert "ptft_model_info" in urllib.request.urlopen(server.url + "/metrics", timeout=30).read().decode()
     finally:
         server.stop()

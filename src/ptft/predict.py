@@ -97,7 +97,11 @@ def check_model_dir(model: str) -> Path:
                            "after `dvc repro finetune`, or models/exported after `dvc repro export`")
     if onnx_file:
         return path
-    from ptft.pipeline.modeling import unsafe_weights  # imports transformers: only once the input checks have passed
+    try:
+        from ptft.pipeline.modeling import unsafe_weights  # imports transformers: only once the input checks passed
+    except ImportError as err:  # the serving install (requirements/serve.txt) runs ONNX exports only
+        raise PredictError(f"--model '{model}' is a PyTorch model, which needs the full install ({err.name} is "
+                           "missing here); serve or predict with its ONNX export instead (models/exported)") from None
 
     problem = unsafe_weights(path)
     if problem:

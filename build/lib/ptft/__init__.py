@@ -1,0 +1,1 @@
+"""ptft: reproducible pre-training and fine-tuning of text classifiers on DVC."""

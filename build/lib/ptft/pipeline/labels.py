@@ -1,0 +1,31 @@
+"""What a classifier's config says about its labels: their names, single- or multi-label, the decision threshold.
+
+Light on purpose (transformers' config type only): building a model (modeling), scoring it (evaluation), exporting
+and serving it all read these, and none of them need import the others for it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
+
+MULTI_LABEL = "multi_label_classification"  # config.problem_type of a multi-label model
+DEFAULT_THRESHOLD = 0.5  # for a multi-label model saved without config.threshold
+
+
+def label_names(config: PretrainedConfig) -> list[str]:
+    """A classifier's label names in the order of its label ids (its output columns)."""
+    return [config.id2label[i] for i in range(config.num_labels)]
+
+
+def is_multi_label(config: PretrainedConfig) -> bool:
+    """Whether the classifier scores each label on its own (sigmoid), as a multi-label classifier."""
+    return getattr(config, "problem_type", None) == MULTI_LABEL
+
+
+def decision_threshold(config: PretrainedConfig) -> float:
+    """The probability at or above which a multi-label classifier predicts a label (``config.threshold``)."""
+    threshold = getattr(config, "threshold", None)
+    return DEFAULT_THRESHOLD if threshold is None else float(threshold)

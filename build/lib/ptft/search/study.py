@@ -1,0 +1,222 @@
+"""The study: Optuna's ask and tell around the runs of each trial, which a runner carries out (DVC experiments in
+`ptft search`, see :mod:`ptft.search.runner`).
+
+A trial is one point of the space, fine-tuned once per seed (``finetune.seed``). Its first seed's run reports the
+validation curve, and the pruner may stop it there; the other seeds run only for a trial that survived, and the
+trial's value is the mean of its runs' validation scores. Up to ``jobs`` trials run at once.
+
+Resuming: a trial keeps a heartbeat in the study while a search runs it. One whose search is gone (interrupted,
+which releases it at once, or killed, after :data:`STALE_SECONDS` without a heartbeat) is adopted by the next
+search on the study and carried on under its own number, reusing the runs that had finished; so no trial is
+counted twice, and a study stops at ``trials`` finished (complete or pruned) trials whoever ran them.
+
+Reproducible: the sampler is reseeded for each trial from the params' ``seed`` and the trial's number, so the same
+seed and the same results propose the same trials, in an uninterrupted study and in a resumed one alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ptft.pipeline.pruning import make_pruner, open_storage
+from ptft.search.spec import SEED_KEY, Choices, SearchError, SearchSpec
+
+HEARTBEAT = "ptft:heartbeat"  # a trial's system attr: when its search last said it was still running it
+STALE_SECONDS = 120  # a running trial without a heartbeat for this long has lost its search
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One fine-tuning run of a trial: one seed, as one DVC experiment named ``name``."""
+
+    trial_id: int
+    number: int
+    seed: int
+    name: str
+    values: dict[str, Any]  # dotted params keys and values: the search's `set`, the trial's point, the seed
+    report: bool  # the trial's first run reports its validation curve to the pruner
+
+
+class Runner(Protocol):
+    def run(self, runs: list[Run], beat: Callable[[], None]) -> dict[str, float | None]:
+        """Carry out ``runs`` (calling ``beat`` now and then while they go); each run's validation score, or None
+        for a run that failed or was pruned."""
+
+    def failure(self, run: Run) -> str:
+        """Why ``run`` failed, in a few lines (its log's end)."""
+
+    def stop(self, runs: list[Run]) -> None:
+        """Stop ``runs`` that are still queued or running (an interrupted search)."""
+
+
+def experiment_name(study: str, number: int, seed: int) -> str:
+    return f"{study}-{number}-s{seed}"
+
+
+def open_study(spec: SearchSpec, url: str, baseline: str) -> optuna.Study:
+    """Create the study, or load it to resume: only with the same search and on the same commit."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=spec.study, storage=open_storage(url), direction="maximize",
+                                pruner=make_pruner(spec.pruner and spec.pruner.model_dump()), load_if_exists=True)
+    stored = study.user_attrs.get("search")
+    if stored is None:
+        study.set_user_attr("search", spec.identity())
+        study.set_user_attr("baseline", baseline)
+        for point in spec.first:  # e.g. the defaults: run first, as trials 0, 1, ...
+            study.enqueue_trial(point)
+    elif stored != spec.identity():
+        raise SearchError(f"study '{spec.study}' in {url} was started with another search (its objective, seeds, set, "
+                          "space, first or pruner differ); resume it with the same file, or name a new study")
+    elif study.user_attrs["baseline"] != baseline:
+        raise SearchError(f"study '{spec.study}' ran its trials on commit {study.user_attrs['baseline'][:12]}, and "
+                          f"this is {baseline[:12]}: check that commit out to resume it, or name a new study")
+    return study
+
+
+def sampler_for(spec: SearchSpec, seed: int, number: int) -> optuna.samplers.BaseSampler:
+    """TPE (after ``startup_trials`` random trials), seeded from ``seed`` and the trial's ``number``."""
+    trial_seed = int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+    return optuna.samplers.TPESampler(seed=trial_seed, n_startup_trials=spec.startup_trials, multivariate=True)
+
+
+def suggest(trial: optuna.Trial, spec: SearchSpec, whole: set[str]) -> dict[str, Any]:
+    """The trial's point: a value for each key of the space (``whole``: the keys that take whole numbers)."""
+    point = {}
+    for key, dist in spec.space.items():
+        if isinstance(dist, Choices):
+            point[key] = trial.suggest_categorical(key, dist.choices)
+        elif key in whole:
+            point[key] = trial.suggest_int(key, int(dist.low), int(dist.high), log=dist.log)
+        else:
+            point[key] = trial.suggest_float(key, dist.low, dist.high, log=dist.log)
+    return point
+
+
+def _stale(trial: FrozenTrial, now: float) -> bool:
+    beat = trial.system_attrs.get(HEARTBEAT, trial.datetime_start.timestamp() if trial.datetime_start else 0)
+    return beat < now - STALE_SECONDS
+
+
+class Search:
+    """Run ``spec``'s study with ``runner`` until it holds ``spec.trials`` finished trials."""
+
+    def __init__(self, spec: SearchSpec, study: optuna.Study, runner: Runner, seed: int, whole: set[str],
+                 log: Callable[[str], None] = print):
+        self.spec, self.study, self.runner, self.seed, self.whole, self.log = spec, study, runner, seed, whole, log
+        self.active: list[FrozenTrial] = []  # the trials this search runs now (heartbeats, release on interrupt)
+        self.last_beat = 0.0
+
+    def run(self, at_end: Callable[[], None] = lambda: None) -> None:
+        """Run rounds until the study is done; ``at_end`` runs then, or when the search stops (the report: written
+        only then, since a tracked file changed during the search would go into its later trials' experiments)."""
+        started = time.monotonic()
+        try:
+            while self._round():
+                pass
+        except KeyboardInterrupt:
+            self._release()
+            raise
+        finally:
+            spent = self.study.user_attrs.get("wall_seconds", 0) + time.monotonic() - started
+            self.study.set_user_attr("wall_seconds", round(spent, 1))
+            at_end()
+
+    def _round(self) -> bool:
+        """Start (or adopt) up to ``jobs`` trials and finish them; False once the study has enough."""
+        trials, now = self.study.get_trials(deepcopy=False), time.time()
+        finished = sum(trial.state in FINISHED for trial in trials)
+        running = [trial for trial in trials if trial.state == TrialState.RUNNING]
+        orphans = [trial for trial in running if _stale(trial, now)]
+        room = min(self.spec.jobs, self.spec.trials - finished - (len(running) - len(orphans)))
+        if finished >= self.spec.trials:
+            return False
+        if room <= 0:  # the rest are running in other searches on this study: wait for them
+            time.sleep(STALE_SECONDS / 4)
+            return True
+        batch = orphans[:room]
+        for trial in batch:
+            self.log(f"trial {trial.number}: resumed (its search stopped)")
+        while len(batch) < room:
+            batch.append(self._ask(len(self.study.get_trials(deepcopy=False))))
+        self.active = batch
+        self._beat(force=True)
+        self._run_trials(batch)
+        self.active = []
+        return True
+
+    def _ask(self, number: int) -> FrozenTrial:
+        self.study.sampler = sampler_for(self.spec, self.seed, number)
+        trial = self.study.ask()
+        self.study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT, time.time())  # noqa: SLF001
+        suggest(trial, self.spec, self.whole)
+        return self.study._storage.get_trial(trial._trial_id)  # noqa: SLF001 - its params, as stored
+
+    def _runs(self, trial: FrozenTrial, seeds: list[int], report: bool) -> list[Run]:
+        point = {key: trial.params[key] for key in self.spec.space}
+        return [Run(trial._trial_id, trial.number, seed, experiment_name(self.spec.study, trial.number, seed),  # noqa: SLF001
+                    {**self.spec.set, **point, SEED_KEY: seed}, report) for seed in seeds]
+
+    def _run_trials(self, batch: list[FrozenTrial]) -> None:
+        incomplete = [trial for trial in batch if set(trial.params) != set(self.spec.space)]
+        for trial in incomplete:  # stopped between ask and sampling: nothing ran
+            self.study.tell(trial.number, state=TrialState.FAIL)
+        batch = [trial for trial in batch if trial not in incomplete]
+        first = {trial.number: self._runs(trial, self.spec.seeds[:1], True)[0] for trial in batch}
+        for run in first.values():
+            self.log(f"trial {run.number}: {_point(run.values, self.spec)} (seed {run.seed} first)")
+        scores = self.runner.run(list(first.values()), self._beat)
+        alive = []
+        for trial in batch:
+            run = first[trial.number]
+            if scores[run.name] is not None:
+                alive.append(trial)
+            elif "pruned_at" in self.study._storage.get_trial(trial._trial_id).user_attrs:  # noqa: SLF001
+                self.study.tell(trial.number, state=TrialState.PRUNED)
+                self.log(f"trial {trial.number}: pruned")
+            else:
+                self._fail(trial, run)
+        rest = {trial.number: self._runs(trial, self.spec.seeds[1:], False) for trial in alive}
+        scores |= self.runner.run([run for runs in rest.values() for run in runs], self._beat) if any(rest.values()) \
+            else {}
+        for trial in alive:
+            runs = [first[trial.number], *rest[trial.number]]
+            failed = next((run for run in runs if scores[run.name] is None), None)
+            if failed:
+                self._fail(trial, failed)
+                continue
+            values = {str(run.seed): scores[run.name] for run in runs}
+            self.study._storage.set_trial_user_attr(trial._trial_id, "scores", values)  # noqa: SLF001
+            self.study.tell(trial.number, float(np.mean(list(values.values()))))
+            self.log(f"trial {trial.number}: validation {self.spec.objective} {np.mean(list(values.values())):.4f}")
+
+    def _fail(self, trial: FrozenTrial, run: Run) -> None:
+        self.study.tell(trial.number, state=TrialState.FAIL)
+        self.log(f"trial {trial.number}: failed in {run.name}:\n{self.runner.failure(run)}")
+
+    def _beat(self, force: bool = False) -> None:
+        now = time.time()
+        if force or now - self.last_beat > STALE_SECONDS / 4:
+            for trial in self.active:
+                self.study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT, now)  # noqa: SLF001
+            self.last_beat = now
+
+    def _release(self) -> None:
+        """An interrupted search: stop its runs and let the next search adopt its trials at once."""
+        unfinished = [t for t in self.active
+                      if self.study._storage.get_trial(t._trial_id).state == TrialState.RUNNING]  # noqa: SLF001
+        self.runner.stop([run for t in unfinished for run in self._runs(t, self.spec.seeds, False)])
+        for trial in unfinished:
+            self.study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT, -1.0)  # noqa: SLF001
+
+
+def _point(values: dict[str, Any], spec: SearchSpec) -> str:
+    return ", ".join(f"{key}={values[key]:.3g}" if isinstance(values[key], float) else f"{key}={values[key]}"
+                     for key in spec.space)
