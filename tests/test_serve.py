@@ -355,6 +355,9 @@ def test_a_full_queue_answers_503_with_retry_after(model_dir):
         assert busy and all(headers["retry-after"] == "1" and "busy" in answer["error"] for answer, headers in busy)
         assert {status for status, _, _ in answers} == {200, 503}
         assert server.post({"text": TEXTS[0]})[0] == 200
+        metrics = urllib.request.urlopen(server.url + "/metrics", timeout=30).read().decode()
+        assert f"ptft_busy_rejections_total {float(len(busy))}" in metrics
+        assert f'ptft_requests_total{{endpoint="/predict",status="503"}} {float(len(busy))}' in metrics
     finally:
         server.stop()
 

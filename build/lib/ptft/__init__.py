@@ -1,1 +1,0 @@
-"""ptft: reproducible pre-training and fine-tuning of text classifiers on DVC."""
