@@ -463,10 +463,11 @@ def test_the_serving_install_serves_the_export_without_torch(smoke_run, tmp_path
     venv = tmp_path / "serve-venv"
     run([sys.executable, "-m", "venv", str(venv)], clone)
     python = str(venv / "bin/python")
-    run([python, "-m", "pip", "install", "--quiet", "--require-hashes", "-r", str(clone / "requirements/serve.txt")],
-        clone)
-    run([python, "-m", "pip", "install", "--quiet", "--no-deps", *map(str, tmp_path.glob("ptft-*.whl"))], clone)
     env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": ""}
+    # Without the clone's src on the path: pip would take the ptft there (its egg-info) as installed already.
+    run([python, "-m", "pip", "install", "--quiet", "--require-hashes", "-r", str(clone / "requirements/serve.txt")],
+        clone, env)
+    run([python, "-m", "pip", "install", "--quiet", "--no-deps", *map(str, tmp_path.glob("ptft-*.whl"))], clone, env)
     absent = subprocess.run([python, "-c", "import importlib.util as u; print([m for m in ('torch', 'transformers', "
                              "'dvc', 'pandas', 'datasets', 'onnx') if u.find_spec(m)])"],
                             env=env, capture_output=True, text=True, check=True).stdout.strip()
