@@ -130,14 +130,25 @@ def measure(clone: Path, dataset: str, recipe: str, base: dict[str, Any]) -> dic
     pretrain = json.loads((clone / "reports/pretrain/metrics.json").read_text())
     prepared = json.loads((clone / "reports/prepare/stats.json").read_text())
     params = yaml.safe_load((clone / "params.yaml").read_text())["pretrain"]
+    tokens = pretrain["steps"] * params["batch_size"] * params["seq_len"]
     return {"commit": sh(["git", "rev-parse", "HEAD"], clone).strip(), "overlay": overlay(recipe),
             "data": {"splits": {name: split["documents"] for name, split in prepared["splits"].items()},
                      "corpus_documents": stats["documents"], "corpus_tokens": stats["tokens"]},
-            "pretrain": {"steps": pretrain["steps"],
-                         "tokens": pretrain["steps"] * params["batch_size"] * params["seq_len"],
+            "pretrain": {"steps": pretrain["steps"], "tokens": tokens, "pflop": _pflop(clone, tokens),
                          "eval_loss": round(pretrain["eval_loss"], 4), "capped": capped},
             "seconds": seconds,
             "accuracy": {arm: {str(b): cell(clone, arm, b) for b in budgets} for arm in ("tfidf", "pretrained")}}
+
+
+def _pflop(clone: Path, tokens: int) -> float | None:
+    """The pre-training's compute in PFLOP: its tokens at the FLOPs per token its run log measured (None when the
+    stage was restored from DVC's run cache, not run here)."""
+    log = clone / "logs/pretrain.jsonl"
+    runs = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    speed = next((run["speed"] for run in reversed(runs) if run.get("status") == "succeeded" and run.get("speed")),
+                 None)
+    return round(tokens * speed["train_flops_per_second"] / speed["train_tokens_per_second"] / 1e15, 3) \
+        if speed else None
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -157,8 +168,8 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {dataset} | {budget} | {_score(tfidf)} | "
                          + " | ".join(_score(scores[r]) if r in scores else "—" for r in recipes)
                          + (f" | {(best - tfidf['mean']) * 100:+.1f} points |" if best is not None else " | — |"))
-    lines += ["\n## Pre-training per recipe\n", "| dataset | recipe | corpus tokens | steps | tokens trained | "
-              "validation loss | minutes | commit |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["\n## Pre-training per recipe\n", "| dataset | recipe | corpus tokens | steps | tokens trained | PFLOP | "
+              "validation loss | minutes | commit |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for dataset, cells in result["cells"].items():
         for recipe in recipes:
             if recipe in cells:
@@ -166,7 +177,8 @@ def markdown(result: dict[str, Any]) -> str:
                 cap = " (capped)" if run["pretrain"].get("capped") else ""
                 lines.append(f"| {dataset} | {recipe} | {run['data']['corpus_tokens']:,} | "
                              f"{run['pretrain']['steps']} | "
-                             f"{run['pretrain']['tokens']:,}{cap} | {run['pretrain']['eval_loss']:.3f} | "
+                             f"{run['pretrain']['tokens']:,}{cap} | {run['pretrain'].get('pflop') or '—'} | "
+                             f"{run['pretrain']['eval_loss']:.3f} | "
                              f"{run['seconds']['pretrain'] / 60:.1f} | {run['commit'][:10]} |")
     return "\n".join(lines) + "\n"
 
