@@ -125,7 +125,9 @@ def measure(clone: Path, dataset: str, recipe: str, base: dict[str, Any]) -> dic
     seconds = {"prepare": repro(clone, ["prepare_corpus"])}
     stats = json.loads((clone / "reports/prepare_corpus/stats.json").read_text())
     capped = with_recipe(clone, recipe, base, stats["tokens"])
+    runs_before = len(_pretrain_runs(clone))
     seconds["pretrain"] = repro(clone, ["pretrain"])
+    ran = len(_pretrain_runs(clone)) > runs_before  # else DVC found it done: another recipe's same pre-training
     seconds["cells"] = repro(clone, [f"compare_{arm}@{b}" for arm in ("tfidf", "pretrained") for b in budgets])
     pretrain = json.loads((clone / "reports/pretrain/metrics.json").read_text())
     prepared = json.loads((clone / "reports/prepare/stats.json").read_text())
@@ -135,18 +137,22 @@ def measure(clone: Path, dataset: str, recipe: str, base: dict[str, Any]) -> dic
             "data": {"splits": {name: split["documents"] for name, split in prepared["splits"].items()},
                      "corpus_documents": stats["documents"], "corpus_tokens": stats["tokens"]},
             "pretrain": {"steps": pretrain["steps"], "tokens": tokens, "pflop": _pflop(clone, tokens),
-                         "eval_loss": round(pretrain["eval_loss"], 4), "capped": capped},
+                         "eval_loss": round(pretrain["eval_loss"], 4), "capped": capped, "ran": ran},
             "seconds": seconds,
             "accuracy": {arm: {str(b): cell(clone, arm, b) for b in budgets} for arm in ("tfidf", "pretrained")}}
 
 
-def _pflop(clone: Path, tokens: int) -> float | None:
-    """The pre-training's compute in PFLOP: its tokens at the FLOPs per token its run log measured (None when the
-    stage was restored from DVC's run cache, not run here)."""
+def _pretrain_runs(clone: Path) -> list[dict[str, Any]]:
+    """The pretrain stage's run log in the clone (a record per run, logs/pretrain.jsonl)."""
     log = clone / "logs/pretrain.jsonl"
-    runs = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
-    speed = next((run["speed"] for run in reversed(runs) if run.get("status") == "succeeded" and run.get("speed")),
-                 None)
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+
+
+def _pflop(clone: Path, tokens: int) -> float | None:
+    """The pre-training's compute in PFLOP: its tokens at the FLOPs per token its last run measured (None when no
+    run here logged its speed)."""
+    speed = next((run["speed"] for run in reversed(_pretrain_runs(clone))
+                  if run.get("status") == "succeeded" and run.get("speed")), None)
     return round(tokens * speed["train_flops_per_second"] / speed["train_tokens_per_second"] / 1e15, 3) \
         if speed else None
 
@@ -178,9 +184,14 @@ def markdown(result: dict[str, Any]) -> str:
                 lines.append(f"| {dataset} | {recipe} | {run['data']['corpus_tokens']:,} | "
                              f"{run['pretrain']['steps']} | "
                              f"{run['pretrain']['tokens']:,}{cap} | {run['pretrain'].get('pflop') or '—'} | "
-                             f"{run['pretrain']['eval_loss']:.3f} | "
-                             f"{run['seconds']['pretrain'] / 60:.1f} | {run['commit'][:10]} |")
+                             f"{run['pretrain']['eval_loss']:.3f} | {_minutes(run)} | {run['commit'][:10]} |")
     return "\n".join(lines) + "\n"
+
+
+def _minutes(run: dict[str, Any]) -> str:
+    """The pre-training's wall minutes, or where DVC reused another recipe's same pre-training."""
+    ran = run["pretrain"].get("ran", run["seconds"]["pretrain"] > 60)  # runs measured before "ran" was recorded
+    return f"{run['seconds']['pretrain'] / 60:.1f}" if ran else "reused"
 
 
 def _score(summary: dict[str, Any]) -> str:
