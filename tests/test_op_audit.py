@@ -1,11 +1,14 @@
 """The aten-op audit (ptft.op_audit): every model kind's training step runs only ops that PyTorch's determinism
-switch allows on CUDA, and only the ops of the approved snapshot in tests/aten_ops/torch-<version>.json."""
+switch allows on CUDA, and only the ops of the approved snapshot in src/ptft/aten_ops/torch-<version>.json."""
 
 from __future__ import annotations
 
 import copy
 import json
 import os
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -154,7 +157,7 @@ def test_an_op_outside_the_snapshot_names_the_op_the_kind_and_the_refresh(audite
     narrowed = copy.deepcopy(table)
     narrowed["snapshot"]["mlm-bert"]["bf16"].remove(new_op)
     assert problems("mlm-bert", "bf16", result.keys, narrowed) == [
-        f"mlm-bert (bf16): {new_op} is not in the approved snapshot of tests/aten_ops/torch-{table['torch']}.json; "
+        f"mlm-bert (bf16): {new_op} is not in the approved snapshot of src/ptft/aten_ops/torch-{table['torch']}.json; "
         f"check that it is deterministic on CUDA, then run `{REFRESH}` and commit the table"]
 
 
@@ -206,3 +209,14 @@ def test_the_report_gpu_check_reads(audited, table):
     assert len(summary["steps"]) == len(KIND_NAMES) * len(PRECISIONS)
     step = summary["steps"][0]
     assert step["backward_ops"] > 0 and step["attention_kernels"] and not step["problems"]
+
+
+def test_the_op_tables_ship_in_the_wheel(tmp_path):
+    """`python -m ptft.op_audit` reads its table from the package, so it works from an installed wheel."""
+    clone = tmp_path / "ptft"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path), str(clone)], check=True, capture_output=True)
+    names = zipfile.ZipFile(next(tmp_path.glob("ptft-*.whl"))).namelist()
+    tables = sorted(p.name for p in (ROOT / "src/ptft/aten_ops").glob("torch-*.json"))
+    assert tables and sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("ptft/aten_ops/")) == tables

@@ -12,7 +12,8 @@ or its kernel, never a shape: ``aten.index_put.default accumulate=True``, ``aten
 dtype=torch.int64``, ``aten.nll_loss_forward.default input_ndim=2 reduction=mean``,
 ``aten._scaled_dot_product_flash_attention_for_cpu.default causal=False dropout=False mask=True``.
 
-The keys are checked against ``tests/aten_ops/torch-<major>.<minor>.json``, a table tied to the torch
+The keys are checked against ``ptft/aten_ops/torch-<major>.<minor>.json`` (package data, so the
+audit runs from an installed wheel too), a table tied to the torch
 version that holds:
 
 - ``raises_on_cuda``: the ops that raise under the switch on CUDA, transcribed from the docstring of
@@ -56,7 +57,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-TABLE_DIR = Path(__file__).resolve().parents[2] / "tests" / "aten_ops"
+TABLE_DIR = Path(__file__).resolve().parent / "aten_ops"  # package data: in a wheel too
 REFRESH = "python -m ptft.op_audit --write-snapshot"
 PRECISIONS = ("fp32", "bf16")
 # Attention implementations whose kernels PyTorch's determinism switch governs (not flash_attention_2 & co).
@@ -277,7 +278,7 @@ def problems(kind: str, precision: str, keys: set[str], table: dict[str, Any],
 
 
 def table_label(table: dict[str, Any]) -> str:
-    return f"tests/aten_ops/torch-{table['torch']}.json"
+    return f"src/ptft/aten_ops/torch-{table['torch']}.json"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -471,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the steps run (default: cpu; auto: cuda if there is one)")
     parser.add_argument("--kinds", nargs="+", choices=KIND_NAMES, default=list(KIND_NAMES))
     parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
-    parser.add_argument("--table", type=Path, help="the op table (default: tests/aten_ops/torch-<this torch>.json, "
+    parser.add_argument("--table", type=Path, help="the op table (default: ptft/aten_ops/torch-<this torch>.json, "
                                                    "else the newest one there)")
     parser.add_argument("--write-snapshot", action="store_true", help="record this run as the approved snapshot")
     parser.add_argument("--out", type=Path, help="write the JSON report here")
