@@ -169,16 +169,18 @@ def load_classifier(model_dir: str, device: str = "auto", threads: int | None = 
 def records_for(classifier: Classifier, texts: list[str], batch_size: int) -> list[dict[str, Any]]:
     """One record per text, in order: the label and its probability, or for a multi-label model the labels at
     or above its threshold (with their probabilities, most probable first); and every label's probability."""
+    from ptft.pipeline.labels import decide
+
     labels, records = classifier.labels, []
-    for row in classifier.predict_proba(texts, batch_size):
+    probs = classifier.predict_proba(texts, batch_size)
+    for row, decision in zip(probs, decide(probs, classifier.multi_label, classifier.threshold)):
         every = {label: round(float(p), 6) for label, p in zip(labels, row)}
         if classifier.multi_label:
-            chosen = sorted((label for label, p in zip(labels, row) if p >= classifier.threshold),
-                            key=lambda x: -every[x])
+            chosen = sorted((label for label, on in zip(labels, decision) if on), key=lambda x: -every[x])
             records.append({"labels": {label: every[label] for label in chosen}, "probabilities": every})
         else:
-            best = int(row.argmax())
-            records.append({"label": labels[best], "score": round(float(row[best]), 6), "probabilities": every})
+            records.append({"label": labels[decision], "score": round(float(row[decision]), 6),
+                            "probabilities": every})
     return records
 
 

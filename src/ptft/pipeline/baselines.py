@@ -8,7 +8,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 
-from ptft.pipeline.data import is_multi_label
+from ptft.pipeline.data import has_label_lists
+from ptft.pipeline.labels import decide, label_ids
 from ptft.pipeline.metrics import choose_threshold, classification_metrics, multilabel_indicator, multilabel_metrics
 
 # Inverse regularisation strengths tried; the one with the best validation macro-F1 is kept.
@@ -24,10 +25,8 @@ class TfidfClassifier:
         self.vectorizer, self.model, self.threshold = vectorizer, model, threshold
 
     def predict(self, texts: pd.Series | list[str]) -> np.ndarray:
-        features = self.vectorizer.transform(texts)
-        if self.threshold is None:
-            return self.model.predict(features)
-        return (self.model.predict_proba(features) >= self.threshold).astype(int)
+        return decide(self.model.predict_proba(self.vectorizer.transform(texts)), self.threshold is not None,
+                      self.threshold)
 
 
 def fit_tfidf(train: pd.DataFrame, validation: pd.DataFrame, labels: list[str], seed: int,
@@ -39,12 +38,11 @@ def fit_tfidf(train: pd.DataFrame, validation: pd.DataFrame, labels: list[str], 
     The vocabulary and IDF are fitted on ``unlabelled`` text together with ``train``'s: a semi-supervised
     TF-IDF, fair against a pre-trained model that has seen that text. Only ``train``'s labels are used.
     """
-    multi_label = is_multi_label(train)
+    multi_label = has_label_lists(train)
     if multi_label:
         y_train, y_val = multilabel_indicator(train["label"], labels), multilabel_indicator(validation["label"], labels)
     else:
-        label2id = {label: i for i, label in enumerate(labels)}
-        y_train, y_val = train["label"].map(label2id), validation["label"].map(label2id)
+        y_train, y_val = train["label"].map(label_ids(labels)), validation["label"].map(label_ids(labels))
     # min_df=2 drops n-grams of a single document: 4x fewer features, 4x faster, same validation score.
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, strip_accents="unicode")
     seen = set(unlabelled)  # a labelled text that is also unlabelled text counts once in the IDF
@@ -60,10 +58,10 @@ def fit_tfidf(train: pd.DataFrame, validation: pd.DataFrame, labels: list[str], 
             probs = model.predict_proba(x_val)
             threshold = choose_threshold(y_val, probs)
             fitted = TfidfClassifier(vectorizer, model, threshold)
-            score = multilabel_metrics(y_val, (probs >= threshold).astype(int), labels)
+            score = multilabel_metrics(y_val, decide(probs, True, threshold), labels)
         else:
             fitted = TfidfClassifier(vectorizer, regression.fit(x_train, y_train))
-            score = classification_metrics(y_val, fitted.model.predict(x_val))
+            score = classification_metrics(y_val, decide(fitted.model.predict_proba(x_val), False))
         if best is None or score["macro_f1"] > best[0]["macro_f1"]:  # the first of equals: the strongest regularisation
             best = (score, C, fitted)
     score, C, fitted = best

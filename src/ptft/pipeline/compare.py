@@ -25,7 +25,8 @@ import pandas as pd
 from ptft.pipeline.artifacts import write_json
 from ptft.pipeline.baselines import fit_tfidf
 from ptft.pipeline.cost import Estimate, Sizes, Speed, finetune_estimate
-from ptft.pipeline.data import is_multi_label, read_labels, read_split
+from ptft.pipeline.data import has_label_lists, read_labels, read_split
+from ptft.pipeline.labels import decide, label_ids
 from ptft.pipeline.metrics import classification_metrics, multilabel_indicator, multilabel_metrics
 from ptft.pipeline.params import ParamsError
 from ptft.pipeline.pretraining_text import text_sample
@@ -132,9 +133,9 @@ def run_cell(arm: str, budget: str, params: dict[str, Any], work_dir: Path) -> d
     if skip:
         return {**cell, "skipped": skip}
     size = budget_size(budget)
-    multi_label = is_multi_label(train_all)
+    multi_label = has_label_lists(train_all)
     y_test = multilabel_indicator(test["label"], labels) if multi_label else \
-        test["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
+        test["label"].map(label_ids(labels)).to_numpy()
     # TF-IDF fits its vocabulary and IDF on the text pre-training saw (a seeded sample of corpus.tokenizer_documents
     # documents, all of it when there are no more), as the pre-trained arms did: only the labels are limited.
     unlabelled = text_sample(CORPUS, params["corpus"]["tokenizer_documents"], params["seed"]) \
@@ -183,11 +184,10 @@ def _finetune(settings: dict[str, Any], params: dict[str, Any], train: pd.DataFr
                                      params["runtime"])
     scores = {key: metrics[key] for key in ("best_epoch", "validation_accuracy", "validation_macro_f1", "steps")}
     probs = lambda df: predict_proba(model, tokenizer, list(df["text"]), params["evaluate"]["batch_size"])  # noqa: E731
-    if not multi_label:
-        return probs(test).argmax(-1), scores
-    # As finetune does: the decision threshold is chosen on validation, then applied to test.
-    scores["threshold"] = validation_threshold(model, tokenizer, validation, labels, params["evaluate"]["batch_size"])
-    return (probs(test) >= scores["threshold"]).astype(int), scores
+    if multi_label:  # as finetune does: the decision threshold is chosen on validation, then applied to test
+        scores["threshold"] = validation_threshold(model, tokenizer, validation, labels,
+                                                   params["evaluate"]["batch_size"])
+    return decide(probs(test), multi_label, scores.get("threshold")), scores
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:

@@ -397,14 +397,15 @@ def drop_unlabelled(df: pd.DataFrame, report: LoadReport | None = None) -> tuple
     return df[~missing], len(dropped)
 
 
-def is_multi_label(df: pd.DataFrame) -> bool:
-    """Whether the rows' labels are lists of labels (multi-label) rather than one label each."""
+def has_label_lists(df: pd.DataFrame) -> bool:
+    """Whether the rows' labels are lists of labels (multi-label data) rather than one label each (a classifier's
+    config says the same of the classifier: :func:`ptft.pipeline.labels.is_multi_label`)."""
     return len(df) > 0 and isinstance(df["label"].iloc[0], list)
 
 
 def label_counts(df: pd.DataFrame) -> pd.Series:
     """Documents per label, sorted by label (a multi-label document counts once for each of its labels)."""
-    labels = df["label"].explode() if is_multi_label(df) else df["label"]
+    labels = df["label"].explode() if has_label_lists(df) else df["label"]
     return labels.value_counts().sort_index()
 
 
@@ -466,7 +467,7 @@ def split_stats(splits: dict[str, pd.DataFrame], report: LoadReport, removed: di
             for name, frame in splits.items()
         },
     }
-    if any(is_multi_label(frame) for frame in splits.values()):
+    if any(has_label_lists(frame) for frame in splits.values()):
         stats["multi_label"] = True
     return stats
 

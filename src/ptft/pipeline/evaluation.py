@@ -17,7 +17,7 @@ from transformers import (
 )
 
 from ptft.pipeline.artifacts import write_json
-from ptft.pipeline.labels import decision_threshold, is_multi_label, label_names
+from ptft.pipeline.labels import decide, decision_threshold, is_multi_label, label_ids, label_names
 from ptft.pipeline.metrics import (
     choose_threshold,
     classification_metrics,
@@ -94,7 +94,7 @@ def evaluate_split(model_dir: Path, split: pd.DataFrame, out_dir: Path, batch_si
     out_dir.mkdir(parents=True, exist_ok=True)
     if is_multi_label(model.config):
         threshold = decision_threshold(model.config)
-        y_true, y_pred = multilabel_indicator(rows, labels), (probs >= threshold).astype(np.int64)
+        y_true, y_pred = multilabel_indicator(rows, labels), decide(probs, True, threshold)
         metrics = multilabel_metrics(y_true, y_pred, labels)
         metrics = {**metrics, "threshold": threshold}
         actual, predicted = _joined(y_true, labels), _joined(y_pred, labels)
@@ -103,9 +103,8 @@ def evaluate_split(model_dir: Path, split: pd.DataFrame, out_dir: Path, batch_si
         write_confusion(confusion(*pairs, len(labels) + 1), [*labels, NONE], *_named(pairs, labels), out_dir,
                         f"Labels matched with themselves or {NONE}, {split_name} split")
     else:
-        label2id = {label: i for i, label in enumerate(labels)}
-        y_true = split["label"].map(label2id).to_numpy()
-        y_pred = probs.argmax(-1)
+        y_true = split["label"].map(label_ids(labels)).to_numpy()
+        y_pred = decide(probs, False)
         metrics = classification_metrics(y_true, y_pred, labels)
         actual, predicted, correct = rows, [labels[i] for i in y_pred], y_true == y_pred
         write_confusion(confusion(y_true, y_pred, len(labels)), labels, actual, predicted, out_dir,

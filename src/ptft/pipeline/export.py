@@ -28,7 +28,7 @@ from transformers import (
 
 from ptft.pipeline.artifacts import save_loaded_tokenizer
 from ptft.pipeline.evaluation import predict_proba
-from ptft.pipeline.labels import decision_threshold, is_multi_label, label_names
+from ptft.pipeline.labels import decide, decision_threshold, is_multi_label, label_ids, label_names
 from ptft.pipeline.metrics import classification_metrics, multilabel_indicator, multilabel_metrics
 from ptft.pipeline.onnx_classifier import INT8_FILE, ONNX_FILE, OnnxClassifier
 from ptft.pipeline.params import UserError
@@ -138,15 +138,11 @@ def export_classifier(model_dir: Path, out: Path, validation: pd.DataFrame, sett
     if multi_label:
         truth = multilabel_indicator(validation["label"], labels)
     else:
-        label2id = {label: i for i, label in enumerate(labels)}
-        truth = np.array([label2id[row] for row in validation["label"]])
-
-    def decide(probs: np.ndarray) -> np.ndarray:
-        return (probs >= threshold).astype(np.int64) if multi_label else probs.argmax(-1)
+        truth = validation["label"].map(label_ids(labels)).to_numpy()
 
     def scores(probs: np.ndarray) -> dict[str, float]:
         score = multilabel_metrics if multi_label else classification_metrics
-        found = score(truth, decide(probs), labels)
+        found = score(truth, decide(probs, multi_label, threshold), labels)
         return {"accuracy": found["accuracy"], "macro_f1": found["macro_f1"]}
 
     reference = predict_proba(model, tokenizer, texts, batch_size)
@@ -160,7 +156,8 @@ def export_classifier(model_dir: Path, out: Path, validation: pd.DataFrame, sett
         quantize_int8(out / ONNX_FILE, out / INT8_FILE)
     for name, file in variants:
         probs = OnnxClassifier(out, file, threads).predict_proba(texts, batch_size)
-        same = (decide(probs) == decide(reference)).reshape(len(texts), -1).all(axis=1)
+        same = decide(probs, multi_label, threshold) == decide(reference, multi_label, threshold)
+        same = same.reshape(len(texts), -1).all(axis=1)
         found = scores(probs)
         metrics[name] = {
             **found,

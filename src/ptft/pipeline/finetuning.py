@@ -10,7 +10,7 @@ import pandas as pd
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ptft.pipeline.data import is_multi_label, read_labels, read_split
+from ptft.pipeline.data import has_label_lists, read_labels, read_split
 from ptft.pipeline.modeling import classifier, freeze_parameters
 from ptft.pipeline.splits import stratified_subset
 from ptft.pipeline.training import encode_labelled
@@ -41,7 +41,7 @@ def finetune_inputs(params: dict[str, Any], seed: int) -> FinetuneInputs:
     labels = read_labels(PREPARED)
     # The subset first: a finetune.train_examples above the train split fails before the model loads.
     train = stratified_subset(read_split(PREPARED, "train"), finetune["train_examples"], seed)
-    multi_label = is_multi_label(train)
+    multi_label = has_label_lists(train)
     model, tokenizer = classifier(finetune["init"], params["model"], TOKENIZER, labels, finetune["pooling"],
                                   multi_label)
     frozen = freeze_parameters(model, finetune["freeze"])

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
 
@@ -29,3 +31,16 @@ def decision_threshold(config: PretrainedConfig) -> float:
     """The probability at or above which a multi-label classifier predicts a label (``config.threshold``)."""
     threshold = getattr(config, "threshold", None)
     return DEFAULT_THRESHOLD if threshold is None else float(threshold)
+
+
+def label_ids(labels: list[str]) -> dict[str, int]:
+    """Each label's id: its place in ``labels`` (a classifier's output column)."""
+    return {label: i for i, label in enumerate(labels)}
+
+
+def decide(probs: np.ndarray, multi_label: bool, threshold: float | None = None) -> np.ndarray:
+    """A classifier's decisions from its probabilities (rows): the id of the most probable label, or for a
+    multi-label classifier a 0/1 row marking every label at or above ``threshold``."""
+    if not multi_label:
+        return probs.argmax(-1)
+    return (probs >= (DEFAULT_THRESHOLD if threshold is None else threshold)).astype(np.int64)

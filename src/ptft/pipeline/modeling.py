@@ -23,7 +23,7 @@ from transformers import (
 )
 
 from ptft.pipeline.hub import HubError, model_snapshot
-from ptft.pipeline.labels import MULTI_LABEL
+from ptft.pipeline.labels import MULTI_LABEL, label_ids
 from ptft.pipeline.params import ParamsError
 
 FAMILIES = ("modernbert", "bert")
@@ -213,7 +213,7 @@ def classifier(
     label_maps = {
         "num_labels": len(labels),
         "id2label": dict(enumerate(labels)),
-        "label2id": {label: i for i, label in enumerate(labels)},
+        "label2id": label_ids(labels),
     }
     if multi_label:  # a single-label model gets its problem type from its first labelled batch
         label_maps["problem_type"] = MULTI_LABEL

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ptft.pipeline.data import SPLITS, DataError, counted, is_multi_label, label_counts, listed, near_duplicates
+from ptft.pipeline.data import SPLITS, DataError, counted, has_label_lists, label_counts, listed, near_duplicates
 
 # Held-out splits first: a text in two splits is kept where it matters most, and the test split is never altered.
 PRIORITY = {"test": 0, "validation": 1, "train": 2}
@@ -40,7 +40,7 @@ def _stratified_split(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.
     """Hold out ``fraction`` of ``df``, stratified by label (iteratively for multi-label data)."""
     from sklearn.model_selection import train_test_split
 
-    if is_multi_label(df):
+    if has_label_lists(df):
         kept, held = _multilabel_split(df, test_size=fraction, seed=seed)
         return df.iloc[kept].reset_index(drop=True), df.iloc[held].reset_index(drop=True)
     try:
@@ -92,7 +92,7 @@ def stratified_subset(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFram
         return df
     if not 0 < n <= len(df):
         raise DataError(f"finetune.train_examples={n} must be between 1 and the {len(df)} training documents.")
-    if is_multi_label(df):  # iterative stratification keeps each label's share
+    if has_label_lists(df):  # iterative stratification keeps each label's share
         return df if n == len(df) else df.iloc[_multilabel_split(df, seed, train_size=n)[0]].reset_index(drop=True)
     counts = df["label"].value_counts().sort_index()
     shuffled = df.sample(frac=1.0, random_state=seed)
