@@ -31,12 +31,14 @@ import yaml
 from clones import repro, sh
 
 from ptft.pipeline.compare import summarize
+from ptft.pipeline.cost import last_succeeded
 from ptft.pipeline.params import deep_merge
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared/data"
 RECIPES = ROOT / "benchmarks/recipes"
 SEEDS = [1, 2, 3]
+PRETRAIN_LOG = "logs/pretrain.jsonl"  # the pretrain stage's run log in a clone
 # A recipe's pre-training is capped at the default pipeline's own compute on BBC News (3,640 steps of 16 x 128 tokens,
 # 13 minutes on 2 cores): an epochs budget over a larger corpus (10 epochs of 20 Newsgroups: 58M tokens, hours) is
 # cut to this many tokens. A recipe that sets pretrain.tokens or max_steps itself is taken as it is.
@@ -125,9 +127,9 @@ def measure(clone: Path, dataset: str, recipe: str, base: dict[str, Any]) -> dic
     seconds = {"prepare": repro(clone, ["prepare_corpus"])}
     stats = json.loads((clone / "reports/prepare_corpus/stats.json").read_text())
     capped = with_recipe(clone, recipe, base, stats["tokens"])
-    runs_before = len(_pretrain_runs(clone))
+    before = last_succeeded(clone / PRETRAIN_LOG)
     seconds["pretrain"] = repro(clone, ["pretrain"])
-    ran = len(_pretrain_runs(clone)) > runs_before  # else DVC found it done: another recipe's same pre-training
+    ran = last_succeeded(clone / PRETRAIN_LOG) != before  # else DVC found it done: another recipe's pre-training
     seconds["cells"] = repro(clone, [f"compare_{arm}@{b}" for arm in ("tfidf", "pretrained") for b in budgets])
     pretrain = json.loads((clone / "reports/pretrain/metrics.json").read_text())
     prepared = json.loads((clone / "reports/prepare/stats.json").read_text())
@@ -142,17 +144,11 @@ def measure(clone: Path, dataset: str, recipe: str, base: dict[str, Any]) -> dic
             "accuracy": {arm: {str(b): cell(clone, arm, b) for b in budgets} for arm in ("tfidf", "pretrained")}}
 
 
-def _pretrain_runs(clone: Path) -> list[dict[str, Any]]:
-    """The pretrain stage's run log in the clone (a record per run, logs/pretrain.jsonl)."""
-    log = clone / "logs/pretrain.jsonl"
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
-
-
 def _pflop(clone: Path, tokens: int) -> float | None:
     """The pre-training's compute in PFLOP: its tokens at the FLOPs per token its last run measured (None when no
     run here logged its speed)."""
-    speed = next((run["speed"] for run in reversed(_pretrain_runs(clone))
-                  if run.get("status") == "succeeded" and run.get("speed")), None)
+    run = last_succeeded(clone / PRETRAIN_LOG, lambda entry: bool(entry.get("speed")))
+    speed = run["speed"] if run else None
     return round(tokens * speed["train_flops_per_second"] / speed["train_tokens_per_second"] / 1e15, 3) \
         if speed else None
 

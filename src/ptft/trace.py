@@ -110,13 +110,10 @@ def run_log_entry(record: dict[str, Any]) -> dict[str, Any] | None:
     """The last successful run in ``logs/<stage>.jsonl`` that built from exactly this record's params and data:
     the machine and tools that ran it (the run log is local: a clone, or an artifact pulled from a remote, has
     none)."""
-    path = RUN_LOGS / f"{record['stage']}.jsonl"
-    if not path.is_file():
-        return None
+    from ptft.pipeline.cost import last_succeeded
+
     key = fingerprint({"params": record["params"], "deps": record["deps"]})
-    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return next((e for e in reversed(entries) if e.get("status") == "succeeded" and e.get("lineage_inputs") == key),
-                None)
+    return last_succeeded(RUN_LOGS / f"{record['stage']}.jsonl", lambda entry: entry.get("lineage_inputs") == key)
 
 
 def environment_drift(records: list[dict[str, Any]]) -> list[str]:

@@ -16,6 +16,7 @@ measured. Estimates only print: no stage output depends on them, so the files th
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,12 +97,13 @@ def pretrain_flops_per_token(pretrain: dict[str, Any], config: Any) -> float:
     return model_flops(config, seq_len, 0.0) + model_flops(generator, seq_len, pretrain["mask_prob"] if sparse else 1.0)
 
 
-def last_succeeded(log: Path) -> dict[str, Any] | None:
-    """The last ``succeeded`` entry of a stage's run log (``logs/<stage>.jsonl``), or None."""
+def last_succeeded(log: Path, where: Callable[[dict[str, Any]], bool] = lambda entry: True) -> dict[str, Any] | None:
+    """The last ``succeeded`` entry of a stage's run log (``logs/<stage>.jsonl``) for which ``where`` holds, or
+    None (no such entry, or no log: a fresh clone's)."""
     if not log.is_file():
         return None
     entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    return next((e for e in reversed(entries) if e.get("status") == "succeeded"), None)
+    return next((e for e in reversed(entries) if e.get("status") == "succeeded" and where(e)), None)
 
 
 def _device() -> str:
