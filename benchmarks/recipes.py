@@ -22,7 +22,6 @@ import gzip
 import json
 import os
 import platform
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -71,12 +70,13 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def clone_for(dataset: str, work: Path) -> tuple[Path, dict[str, Any]]:
     """A clone of HEAD whose params read the dataset as a user's file and run only the cells measured here, and those
-    params. A clone of the same commit left by an interrupted run is reused: `dvc repro` skips what it finished and
+    params. A clone left by an earlier or interrupted run is reused, moved to HEAD as a user would pull a new commit:
+    `dvc repro` then reruns what the new code or params change (its run cache restores what it ran before) and
     pretrain resumes from its last checkpoint."""
     clone = work / dataset / "ptft"
-    head = sh(["git", "rev-parse", "HEAD"], ROOT).strip()
-    if clone.exists() and sh(["git", "rev-parse", "HEAD"], clone).strip() != head:
-        shutil.rmtree(clone.parent)
+    if clone.exists() and sh(["git", "rev-parse", "HEAD"], clone) != sh(["git", "rev-parse", "HEAD"], ROOT):
+        sh(["git", "fetch", "--quiet", str(ROOT), "HEAD"], clone)
+        sh(["git", "checkout", "--quiet", "--force", "FETCH_HEAD"], clone)
     if not clone.exists():
         clone.parent.mkdir(parents=True, exist_ok=True)
         sh(["git", "clone", "--quiet", str(ROOT), str(clone)], ROOT)
