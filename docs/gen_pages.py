@@ -82,7 +82,7 @@ INSERTABLE = ("reports/", "benchmarks/results/")
 
 INSERT = re.compile(r"^\{\{ insert: (?P<path>\S+) \}\}$", re.M)
 PARAMS = re.compile(r"\{\{ params: (?P<stage>[\w-]+) \}\}")
-VALUE = re.compile(r"(?<!\$)\{\{ (?P<name>[A-Za-z_][\w.@-]*)(?: - (?P<minus>[A-Za-z_][\w.@-]*))?"
+VALUE = re.compile(r"(?<!\$)\{\{ (?P<name>[A-Za-z_][\w.@+-]*)(?: - (?P<minus>[A-Za-z_][\w.@+-]*))?"
                    r"(?::(?P<format>[^\s}]+))? \}\}")
 LEFTOVER = re.compile(r"(?<!\$)\{\{ [^}]*\}\}")
 
