@@ -19,7 +19,7 @@ from ptft.pipeline.params import UserError
 if TYPE_CHECKING:  # transformers takes seconds to import; `ptft --help` should not wait for it
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-TABLE_READERS = {".csv": "read_csv", ".jsonl": "read_json", ".parquet": "read_parquet"}  # pandas' readers
+TABLES = (".csv", ".jsonl", ".parquet")  # read with pandas
 CHUNK = 512  # texts per progress update
 
 
@@ -53,13 +53,14 @@ def read_records(source: str, columns: str | list[str] = "text",
         except UnicodeDecodeError as err:
             raise PredictError(f"input '{source}' is not UTF-8 (byte {err.start}); re-encode it, e.g. "
                                f"iconv -f cp1252 -t utf-8 '{source}'") from err
-    if suffix not in TABLE_READERS:
+    if suffix not in TABLES:
         raise PredictError(f"input '{source}': unsupported extension '{suffix}'; use .txt (one text per line), "
                            ".csv, .jsonl or .parquet (with --column), or - for stdin")
     import pandas as pd  # not in the serving install (requirements/serve.txt), which reads no files
 
     try:
-        table = getattr(pd, TABLE_READERS[suffix])(path, **({"lines": True} if suffix == ".jsonl" else {}))
+        table = pd.read_json(path, lines=True) if suffix == ".jsonl" else \
+            (pd.read_csv if suffix == ".csv" else pd.read_parquet)(path)
     except ValueError as err:
         raise PredictError(f"input '{source}' could not be read as {suffix[1:]}: {err}") from err
     fields = [columns] if isinstance(columns, str) else columns
