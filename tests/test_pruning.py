@@ -26,8 +26,8 @@ def study(tmp_path):
 
 
 def _registration(url: str, trial: optuna.trial.Trial, report: bool = True, pruner: dict | None = PRUNER):
-    return Registration(storage=url, study="s", trial_id=trial._trial_id, number=trial.number, metric="macro_f1",
-                        report=report, pruner=pruner)
+    return Registration(storage=url, study="s", number=trial.number, metric="macro_f1", report=report,
+                        pruner=pruner)
 
 
 def _evaluate(callback: PruneTrial, epoch: float, value: float) -> None:

@@ -11,6 +11,7 @@ import yaml
 from optuna.trial import TrialState
 
 from ptft.pipeline.params import load_params
+from ptft.pipeline.pruning import TrialStore
 from ptft.search.report import results_table, write_report
 from ptft.search.spec import SearchError, SearchSpec, load_spec
 from ptft.search.study import Run, Search, open_study
@@ -29,8 +30,8 @@ class Scorer:
     """Scores a run from its point (best at lr 1e-3), as a runner would after fine-tuning; ``stop_at`` raises
     KeyboardInterrupt in that run, as an interrupted search; ``bad`` runs are pruned (their first seed) or fail."""
 
-    def __init__(self, study: optuna.Study, stop_at: str | None = None, bad: str = "pruned"):
-        self.study, self.stop_at, self.bad, self.ran, self.stopped = study, stop_at, bad, [], []
+    def __init__(self, store: TrialStore, stop_at: str | None = None, bad: str = "pruned"):
+        self.store, self.stop_at, self.bad, self.ran, self.stopped = store, stop_at, bad, [], []
 
     def run(self, runs: list[Run], beat) -> dict[str, float | None]:
         scores = {}
@@ -42,7 +43,7 @@ class Scorer:
             beat()
             if run.values["finetune.freeze"] == "embeddings" and self.bad:
                 if self.bad == "pruned" and run.report:
-                    self.study._storage.set_trial_user_attr(run.trial_id, "pruned_at", {"evaluation": 1, "value": 0})
+                    self.store.set_user_attr(run.number, "pruned_at", {"evaluation": 1, "value": 0})
                 scores[run.name] = None
                 continue
             lr, seed = run.values["finetune.lr"], run.values["finetune.seed"]
@@ -57,9 +58,11 @@ class Scorer:
 
 
 def _search(tmp_path, spec: SearchSpec, seed: int = 42, db: str = "study.db", **scorer) -> tuple[optuna.Study, Scorer]:
-    study = open_study(spec, f"sqlite:///{tmp_path / db}", "abc123")
-    runner = Scorer(study, **scorer)
-    Search(spec, study, runner, seed, set(), log=lambda line: None).run()
+    url = f"sqlite:///{tmp_path / db}"
+    study = open_study(spec, url, "abc123")
+    store = TrialStore(url, spec.study)
+    runner = Scorer(store, **scorer)
+    Search(spec, study, store, runner, seed, set(), log=lambda line: None).run()
     return study, runner
 
 
@@ -134,12 +137,14 @@ def test_a_pruned_trial_counts_as_finished_and_a_failed_one_does_not(tmp_path):
 def test_an_interrupted_search_resumes_its_trial_and_proposes_what_an_uninterrupted_one_does(tmp_path):
     spec = _spec(first=[{"finetune.lr": 1e-3, "finetune.warmup": 0.1, "finetune.freeze": "none"}])
     whole, _ = _search(tmp_path, spec, db="whole.db", bad="")
-    study = open_study(spec, f"sqlite:///{tmp_path / 'resumed.db'}", "abc123")
-    runner = Scorer(study, stop_at="s-2-s2", bad="")  # trial 2's second seed: its first has finished
+    url = f"sqlite:///{tmp_path / 'resumed.db'}"
+    study = open_study(spec, url, "abc123")
+    store = TrialStore(url, spec.study)
+    runner = Scorer(store, stop_at="s-2-s2", bad="")  # trial 2's second seed: its first has finished
     with pytest.raises(KeyboardInterrupt):
-        Search(spec, study, runner, 42, set(), log=lambda line: None).run()
+        Search(spec, study, store, runner, 42, set(), log=lambda line: None).run()
     assert runner.stopped == ["s-2-s1", "s-2-s2"] and study.get_trials()[2].state == TrialState.RUNNING
-    Search(spec, study, runner, 42, set(), log=lambda line: None).run()  # released at once: adopted, not redone
+    Search(spec, study, store, runner, 42, set(), log=lambda line: None).run()  # released at once: adopted
     trials = study.get_trials()
     assert [t.number for t in trials] == list(range(5)) and all(t.state == TrialState.COMPLETE for t in trials)
     assert runner.ran.count("s-2-s1") == 2 and runner.ran.count("s-2-s2") == 1  # the runner reruns or reuses

@@ -39,8 +39,7 @@ class Registration:
 
     storage: str  # an Optuna storage URL (an absolute sqlite:/// path for a file)
     study: str
-    trial_id: int  # the storage's id of the trial (its number counts within the study)
-    number: int
+    number: int  # the trial's number in the study
     metric: str  # the validation metric fine-tuning logs per evaluation (accuracy, macro_f1)
     report: bool  # whether this experiment reports its curve: the trial's first seed does, the others run whole
     pruner: dict[str, Any] | None  # make_pruner's settings; None: never pruned
@@ -74,6 +73,27 @@ def open_storage(url: str, **kwargs: Any) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
 
 
+class TrialStore:
+    """A study's trials by their numbers, through its storage's public methods (Optuna keeps a study's storage and a
+    trial's id private)."""
+
+    def __init__(self, url: str, study: str):
+        self.storage = open_storage(url)
+        self.study_id = self.storage.get_study_id_from_name(study)
+
+    def trial_id(self, number: int) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+
+    def get(self, number: int) -> optuna.trial.FrozenTrial:
+        return self.storage.get_trial(self.trial_id(number))
+
+    def set_system_attr(self, number: int, key: str, value: Any) -> None:
+        self.storage.set_trial_system_attr(self.trial_id(number), key, value)
+
+    def set_user_attr(self, number: int, key: str, value: Any) -> None:
+        self.storage.set_trial_user_attr(self.trial_id(number), key, value)
+
+
 def make_pruner(settings: dict[str, Any] | None) -> optuna.pruners.BasePruner:
     """Optuna's percentile pruner (the median one at 50): once ``startup_trials`` trials have finished, a trial
     whose validation score at an evaluation after its first ``warmup_evals`` is below that percentile of the
@@ -95,13 +115,12 @@ class PruneTrial(TrainerCallback):
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.registration = registration
-        study = optuna.load_study(study_name=registration.study, storage=open_storage(registration.storage),
-                                  pruner=make_pruner(registration.pruner))
-        self.trial = optuna.trial.Trial(study, registration.trial_id)
-        self.storage = study._storage  # noqa: SLF001 - Trial keeps no public handle to read its state
+        self.store = TrialStore(registration.storage, registration.study)
+        self.study = optuna.load_study(study_name=registration.study, storage=self.store.storage,
+                                       pruner=make_pruner(registration.pruner))
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001 - Trainer's signature
-        found = self.storage.get_trial(self.registration.trial_id)
+        found = self.store.get(self.registration.number)
         if found.state.is_finished():  # pruned or failed through another seed's run: this one is not needed
             raise TrialPruned(f"trial {self.registration.number} of search study '{self.registration.study}' is "
                               f"already {found.state.name.lower()}; this run is not needed")
@@ -109,10 +128,11 @@ class PruneTrial(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: ANN001 - Trainer's signature
         if not self.registration.report or not metrics:
             return
+        number = self.registration.number
         step, value = round(state.epoch or 0), metrics[f"eval_{self.registration.metric}"]
-        self.trial.report(value, step)
-        if self.trial.should_prune():
-            self.trial.set_user_attr("pruned_at", {"evaluation": step, "value": value})
+        self.store.storage.set_trial_intermediate_value(self.store.trial_id(number), step, value)  # Trial.report's
+        if self.study.pruner.prune(self.study, self.store.get(number)):  # Trial.should_prune's question
+            self.store.set_user_attr(number, "pruned_at", {"evaluation": step, "value": value})
             raise TrialPruned(f"pruned by search study '{self.registration.study}' (trial "
                               f"{self.registration.number}): validation {self.registration.metric} {value:.4f} at "
                               f"evaluation {step} is behind the earlier trials")

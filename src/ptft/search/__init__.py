@@ -47,6 +47,7 @@ def _say(line: str) -> None:
 def search(file: str, trials: int | None = None, jobs: int | None = None, log: Any = _say) -> Path:
     """Run (or resume) the study of the search file ``file`` in this repository; return its report directory."""
     from ptft.experiments import check_tracked
+    from ptft.pipeline.pruning import TrialStore
     from ptft.search.report import apply_commands, best_trial, write_report
     from ptft.search.runner import DvcExperiments
     from ptft.search.spec import SearchError, load_spec, with_values
@@ -71,7 +72,8 @@ def search(file: str, trials: int | None = None, jobs: int | None = None, log: A
     runner = DvcExperiments(root, spec, url, baseline)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        Search(spec, study, runner, seed, whole, log).run(at_end=lambda: write_report(study, spec, out))
+        Search(spec, study, TrialStore(url, spec.study), runner, seed, whole, log).run(
+            at_end=lambda: write_report(study, spec, out))
     finally:
         signal.signal(signal.SIGTERM, previous)
     best = best_trial(study)

@@ -63,7 +63,7 @@ class DvcExperiments:
             self._check_unchanged()
         for run in todo:
             register(self.root, run.name, Registration(
-                storage=self.storage, study=self.spec.study, trial_id=run.trial_id, number=run.number,
+                storage=self.storage, study=self.spec.study, number=run.number,
                 metric=self.spec.objective, report=run.report,
                 pruner=self.spec.pruner.model_dump() if self.spec.pruner else None))
             dvc("exp", "run", "--queue", "evaluate", "--name", run.name,

@@ -25,7 +25,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ptft.pipeline.pruning import make_pruner, open_storage
+from ptft.pipeline.pruning import TrialStore, make_pruner, open_storage
 from ptft.search.spec import SEED_KEY, Choices, SearchError, SearchSpec
 
 HEARTBEAT = "ptft:heartbeat"  # a trial's system attr: when its search last said it was still running it
@@ -37,7 +37,6 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 class Run:
     """One fine-tuning run of a trial: one seed, as one DVC experiment named ``name``."""
 
-    trial_id: int
     number: int
     seed: int
     name: str
@@ -106,11 +105,13 @@ def _stale(trial: FrozenTrial, now: float) -> bool:
 
 
 class Search:
-    """Run ``spec``'s study with ``runner`` until it holds ``spec.trials`` finished trials."""
+    """Run ``spec``'s study (its trials read and written through ``store``) with ``runner`` until it holds
+    ``spec.trials`` finished trials."""
 
-    def __init__(self, spec: SearchSpec, study: optuna.Study, runner: Runner, seed: int, whole: set[str],
-                 log: Callable[[str], None] = print):
-        self.spec, self.study, self.runner, self.seed, self.whole, self.log = spec, study, runner, seed, whole, log
+    def __init__(self, spec: SearchSpec, study: optuna.Study, store: TrialStore, runner: Runner, seed: int,
+                 whole: set[str], log: Callable[[str], None] = print):
+        self.spec, self.study, self.store, self.runner = spec, study, store, runner
+        self.seed, self.whole, self.log = seed, whole, log
         self.active: list[FrozenTrial] = []  # the trials this search runs now (heartbeats, release on interrupt)
         self.last_beat = 0.0
 
@@ -155,13 +156,13 @@ class Search:
     def _ask(self, number: int) -> FrozenTrial:
         self.study.sampler = sampler_for(self.spec, self.seed, number)
         trial = self.study.ask()
-        self.study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT, time.time())  # noqa: SLF001
+        self.store.set_system_attr(trial.number, HEARTBEAT, time.time())
         suggest(trial, self.spec, self.whole)
-        return self.study._storage.get_trial(trial._trial_id)  # noqa: SLF001 - its params, as stored
+        return self.store.get(trial.number)  # its params, as stored
 
     def _runs(self, trial: FrozenTrial, seeds: list[int], report: bool) -> list[Run]:
         point = {key: trial.params[key] for key in self.spec.space}
-        return [Run(trial._trial_id, trial.number, seed, experiment_name(self.spec.study, trial.number, seed),  # noqa: SLF001
+        return [Run(trial.number, seed, experiment_name(self.spec.study, trial.number, seed),
                     {**self.spec.set, **point, SEED_KEY: seed}, report) for seed in seeds]
 
     def _run_trials(self, batch: list[FrozenTrial]) -> None:
@@ -178,7 +179,7 @@ class Search:
             run = first[trial.number]
             if scores[run.name] is not None:
                 alive.append(trial)
-            elif "pruned_at" in self.study._storage.get_trial(trial._trial_id).user_attrs:  # noqa: SLF001
+            elif "pruned_at" in self.store.get(trial.number).user_attrs:
                 self.study.tell(trial.number, state=TrialState.PRUNED)
                 self.log(f"trial {trial.number}: pruned")
             else:
@@ -193,7 +194,7 @@ class Search:
                 self._fail(trial, failed)
                 continue
             values = {str(run.seed): scores[run.name] for run in runs}
-            self.study._storage.set_trial_user_attr(trial._trial_id, "scores", values)  # noqa: SLF001
+            self.store.set_user_attr(trial.number, "scores", values)
             self.study.tell(trial.number, float(np.mean(list(values.values()))))
             self.log(f"trial {trial.number}: validation {self.spec.objective} {np.mean(list(values.values())):.4f}")
 
@@ -205,16 +206,15 @@ class Search:
         now = time.time()
         if force or now - self.last_beat > STALE_SECONDS / 4:
             for trial in self.active:
-                self.study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT, now)  # noqa: SLF001
+                self.store.set_system_attr(trial.number, HEARTBEAT, now)
             self.last_beat = now
 
     def _release(self) -> None:
         """An interrupted search: stop its runs and let the next search adopt its trials at once."""
-        unfinished = [t for t in self.active
-                      if self.study._storage.get_trial(t._trial_id).state == TrialState.RUNNING]  # noqa: SLF001
+        unfinished = [t for t in self.active if self.store.get(t.number).state == TrialState.RUNNING]
         self.runner.stop([run for t in unfinished for run in self._runs(t, self.spec.seeds, False)])
         for trial in unfinished:
-            self.study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT, -1.0)  # noqa: SLF001
+            self.store.set_system_attr(trial.number, HEARTBEAT, -1.0)
 
 
 def _point(values: dict[str, Any], spec: SearchSpec) -> str:
