@@ -496,3 +496,18 @@ def test_the_serving_install_serves_the_export_without_torch(smoke_run, tmp_path
         assert "ptft_model_info" in urllib.request.urlopen(server.url + "/metrics", timeout=30).read().decode()
     finally:
         server.stop()
+
+
+def test_a_failing_endpoint_is_counted_as_the_500_it_answers():
+    from fastapi.testclient import TestClient
+
+    app = app_for(FakeClassifier(), FAKE_INFO, Limits())
+
+    @app.get("/broken")
+    async def broken() -> None:
+        raise RuntimeError("made to fail")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/broken").status_code == 500
+        requests = _samples(client.get("/metrics").text, "ptft_requests")
+    assert requests[("ptft_requests_total", (("endpoint", "other"), ("status", "500")))] == 1

@@ -58,9 +58,9 @@ def read_records(source: str, columns: str | list[str] = "text",
                            ".csv, .jsonl or .parquet (with --column), or - for stdin")
     import pandas as pd  # not in the serving install (requirements/serve.txt), which reads no files
 
+    readers = {".csv": pd.read_csv, ".jsonl": lambda file: pd.read_json(file, lines=True), ".parquet": pd.read_parquet}
     try:
-        table = pd.read_json(path, lines=True) if suffix == ".jsonl" else \
-            (pd.read_csv if suffix == ".csv" else pd.read_parquet)(path)
+        table = readers[suffix](path)
     except ValueError as err:
         raise PredictError(f"input '{source}' could not be read as {suffix[1:]}: {err}") from err
     fields = [columns] if isinstance(columns, str) else columns

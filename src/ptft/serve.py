@@ -255,6 +255,9 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, answering)
+        except Exception:  # Starlette's outer handler answers it with a 500 (a client gone is CancelledError)
+            status = "500" if status == "disconnected" else status
+            raise
         finally:
             self.metrics.requests.labels(endpoint, status).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
