@@ -14,7 +14,7 @@ from ptft.pipeline.params import load_params
 from ptft.pipeline.pruning import TrialStore
 from ptft.search.report import results_table, write_report
 from ptft.search.spec import SearchError, SearchSpec, load_spec
-from ptft.search.study import Run, Search, open_study
+from ptft.search.study import Run, Search, open_study, search_storage
 
 PARAMS = load_params()
 SPACE = {"finetune.lr": {"low": 1e-5, "high": 1e-2, "log": True}, "finetune.warmup": {"low": 0.0, "high": 0.3},
@@ -57,10 +57,13 @@ class Scorer:
         self.stopped += [run.name for run in runs]
 
 
+def _open(tmp_path, spec: SearchSpec, db: str) -> tuple[optuna.Study, TrialStore]:
+    storage = search_storage(f"sqlite:///{tmp_path / db}", spec.grace_period)
+    return open_study(spec, storage, "abc123"), TrialStore(storage, spec.study)
+
+
 def _search(tmp_path, spec: SearchSpec, seed: int = 42, db: str = "study.db", **scorer) -> tuple[optuna.Study, Scorer]:
-    url = f"sqlite:///{tmp_path / db}"
-    study = open_study(spec, url, "abc123")
-    store = TrialStore(url, spec.study)
+    study, store = _open(tmp_path, spec, db)
     runner = Scorer(store, **scorer)
     Search(spec, study, store, runner, seed, set(), log=lambda line: None).run()
     return study, runner
@@ -134,31 +137,50 @@ def test_a_pruned_trial_counts_as_finished_and_a_failed_one_does_not(tmp_path):
         TrialState.PRUNED)
 
 
-def test_an_interrupted_search_resumes_its_trial_and_proposes_what_an_uninterrupted_one_does(tmp_path):
+def test_an_interrupted_search_retries_its_trial_and_proposes_what_an_uninterrupted_one_does(tmp_path):
     spec = _spec(first=[{"finetune.lr": 1e-3, "finetune.warmup": 0.1, "finetune.freeze": "none"}])
     whole, _ = _search(tmp_path, spec, db="whole.db", bad="")
-    url = f"sqlite:///{tmp_path / 'resumed.db'}"
-    study = open_study(spec, url, "abc123")
-    store = TrialStore(url, spec.study)
+    study, store = _open(tmp_path, spec, "resumed.db")
     runner = Scorer(store, stop_at="s-2-s2", bad="")  # trial 2's second seed: its first has finished
     with pytest.raises(KeyboardInterrupt):
         Search(spec, study, store, runner, 42, set(), log=lambda line: None).run()
-    assert runner.stopped == ["s-2-s1", "s-2-s2"] and study.get_trials()[2].state == TrialState.RUNNING
-    Search(spec, study, store, runner, 42, set(), log=lambda line: None).run()  # released at once: adopted
+    assert runner.stopped == ["s-2-s1", "s-2-s2"]
+    assert [t.state for t in study.get_trials()][2:] == [TrialState.FAIL, TrialState.WAITING]  # queued again at once
+    lines = []
+    Search(spec, study, store, runner, 42, set(), log=lines.append).run()
+    assert "trial 3: retries trial 2, whose search stopped" in lines
     trials = study.get_trials()
-    assert [t.number for t in trials] == list(range(5)) and all(t.state == TrialState.COMPLETE for t in trials)
-    assert runner.ran.count("s-2-s1") == 2 and runner.ran.count("s-2-s2") == 1  # the runner reruns or reuses
-    assert _points(study) == _points(whole) and [t.value for t in trials] == [t.value for t in whole.get_trials()]
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] + [TrialState.COMPLETE] * 3
+    assert runner.ran.count("s-2-s1") == 2 and runner.ran.count("s-2-s2") == 1  # the retry's runs keep trial 2's name
+    finished = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert [t.params for t in finished] == _points(whole)  # the same points, each finished once
+    assert [t.value for t in finished] == [t.value for t in whole.get_trials()]
+
+
+def test_a_killed_searchs_trial_is_retried_by_another_search_once_its_heartbeat_is_stale(tmp_path):
+    spec = _spec(trials=2, grace_period=4)
+    study, store = _open(tmp_path, spec, "shared.db")
+    lost = study.ask()  # a search that asked a trial, sampled it, beat once and was killed with its machine
+    store.beat(lost.number)
+    for key, dist in SPACE.items():
+        lost.suggest_categorical(key, dist["choices"]) if "choices" in dist else lost.suggest_float(key, **dist)
+    other, other_store = _open(tmp_path, spec, "shared.db")  # another machine's search on the same study
+    runner, lines = Scorer(other_store, bad=""), []
+    Search(spec, other, other_store, runner, 42, set(), log=lines.append).run()  # trial 1, then waits for trial 0
+    trials = other.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert "trial 2: retries trial 0, whose search stopped" in lines and trials[2].params == trials[0].params
+    assert runner.ran == ["s-1-s1", "s-1-s2", "s-0-s1", "s-0-s2"]  # the retry's runs under the lost trial's name
 
 
 def test_a_study_resumes_only_with_the_same_search_on_the_same_commit(tmp_path):
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    open_study(_spec(), url, "abc123")
+    storage = search_storage(f"sqlite:///{tmp_path / 'study.db'}", 120)
+    open_study(_spec(), storage, "abc123")
     with pytest.raises(SearchError, match="was started with another search"):
-        open_study(_spec(seeds=[1, 2, 3]), url, "abc123")
-    open_study(_spec(trials=50, jobs=2), url, "abc123")  # more trials, more jobs: the same search
+        open_study(_spec(seeds=[1, 2, 3]), storage, "abc123")
+    open_study(_spec(trials=50, jobs=2, push="origin"), storage, "abc123")  # the same search on more machines
     with pytest.raises(SearchError, match="ran its trials on commit abc123, and this is def456"):
-        open_study(_spec(), url, "def456")
+        open_study(_spec(), storage, "def456")
 
 
 def test_the_report_names_the_best_trial_and_how_to_apply_it(tmp_path):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
-import signal
+import pwd
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,7 +19,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import clone_env, copy_clone, dvc, run
+from tests.conftest import ROOT, clone_env, copy_clone, dvc, run
 
 pytestmark = pytest.mark.e2e
 UNREADABLE_TEST_SPLIT = Path(__file__).parent / "unreadable_test_split"  # its sitecustomize refuses test.parquet
@@ -82,24 +86,105 @@ def test_a_search_runs_its_trials_as_dvc_experiments_on_two_workers_and_never_re
     assert refused.returncode != 0 and "the test split is unreadable" in refused.stdout + refused.stderr
 
 
-def test_a_search_killed_during_a_trial_resumes_it_and_counts_every_trial_once(smoke_run, tmp_path):
-    clone = _committed(smoke_run, tmp_path / "ptft")
-    spec = _search_file(tmp_path / "search.yaml", study="resume", trials=2, jobs=1, pruner=None)
-    command = [sys.executable, "-m", "ptft.cli", "search", str(spec)]
-    search = subprocess.Popen(command, cwd=clone, env=clone_env(clone), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+@pytest.fixture
+def postgres() -> str:
+    """A PostgreSQL server of its own on 127.0.0.1 (Debian's package; .ci/run installs it): its URL."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres")) or [shutil.which("postgres")]
+    if not found[-1]:
+        if os.environ.get("PTFT_CI"):
+            pytest.fail("PostgreSQL is not installed; .ci/run installs Debian's postgresql package")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    bindir = Path(os.path.realpath(found[-1])).parent
+    home = Path(tempfile.mkdtemp(prefix="ptft-postgres-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: as the user Debian's package made for it
+        os.chown(home, pwd.getpwnam("postgres").pw_uid, -1)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_user, bindir / "initdb", "-D", home / "db", "-U", "ptft", "--auth=trust"], check=True,
+                   capture_output=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([*as_user, bindir / "postgres", "-D", home / "db", "-p", str(port), "-k", home,
+                               "-c", "listen_addresses=127.0.0.1"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    url = f"postgresql+psycopg://ptft@127.0.0.1:{port}/postgres"
+    deadline = time.monotonic() + 60
+    while subprocess.run([bindir / "pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode:
+        assert server.poll() is None and time.monotonic() < deadline, "PostgreSQL did not start"
+        time.sleep(0.2)
+    yield url
+    server.terminate()
+    server.wait(timeout=60)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def _doc_block(marker: str) -> str:
+    """docs/search.md's bash block after ``marker``: the test runs what the page says."""
+    text = (ROOT / "docs/search.md").read_text()
+    return text[text.index(marker):].split("```bash\n", 1)[1].split("```", 1)[0]
+
+
+def _kill_machine(clone: Path, search: subprocess.Popen) -> None:
+    """Kill a machine's search at once, with its DVC queue workers and the experiments they run."""
+    import psutil
+
+    search.kill()
+    for process in psutil.process_iter(["cwd", "cmdline"]):
+        if str(clone) in (process.info["cwd"] or "") + " ".join(process.info["cmdline"] or []):
+            process.kill()
+
+
+def test_two_machines_share_a_study_in_postgresql_and_a_killed_ones_trial_is_retried_by_the_other(
+        smoke_run, tmp_path, postgres):
+    # The shared places: a git repository, a DVC remote, a database. Two clones of one commit are the two machines.
+    base = _committed(smoke_run, tmp_path / "base")
+    run(["git", "init", "--quiet", "--bare", str(tmp_path / "shared.git")], tmp_path)
+    run(["git", "remote", "set-url", "origin", str(tmp_path / "shared.git")], base)
+    dvc("remote", "add", "--default", "shared", str(tmp_path / "dvc-remote"), cwd=base)
+    spec = {"study": "shared", "storage": postgres, "push": "origin", "grace_period": 20, "trials": 3, "jobs": 1,
+            "seeds": [1], "startup_trials": 2, "pruner": None, "set": TRAIN,
+            "space": {"finetune.lr": {"low": 1e-4, "high": 1e-2, "log": True}}}
+    (base / "configs/shared-search.yaml").write_text(yaml.safe_dump(spec))
+    run(["git", "add", "configs/shared-search.yaml"], base)
+    run(["git", "commit", "--quiet", "-am", "search on two machines"], base)
+    run(["git", "push", "--quiet", "origin", "HEAD:refs/heads/main"], base)
+    dvc("push", cwd=base)
+    a, b = (copy_clone(base, tmp_path / name) for name in ("a", "b"))
+    command = [sys.executable, "-m", "ptft.cli", "search", "configs/shared-search.yaml"]
+
+    def start(clone: Path) -> subprocess.Popen:
+        return subprocess.Popen(command, cwd=clone, env=clone_env(clone), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    first = start(a)
     deadline = time.monotonic() + 600
-    while "trial 1:" not in (line := search.stdout.readline()):  # trial 0 finished, trial 1 queued
-        assert line and time.monotonic() < deadline, "the search ended before its second trial"
-    time.sleep(15)  # into its run
-    search.send_signal(signal.SIGTERM)
-    rest = search.communicate(timeout=120)[0]
-    assert search.returncode == 130 and "resumes the study" in rest
-    assert [t.state for t in _study(clone, "resume").trials] == [TrialState.COMPLETE, TrialState.RUNNING]
-    output = run(command, clone).stdout
-    assert "trial 1: resumed" in output
-    trials = _study(clone, "resume").trials
-    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]  # as many as an unbroken study
-    experiments = _experiments(clone)  # the killed run of trial 1 failed; its rerun under the same name succeeded
-    assert {name: state for name, (state, _) in experiments.items()} == {"resume-0-s1": "success",
-                                                                          "resume-1-s1": "success"}
+    while "trial 0:" not in (line := first.stdout.readline()):
+        assert line and time.monotonic() < deadline, "machine a's search ended before its first trial"
+    second = start(b)
+    study = optuna.load_study(study_name="shared", storage=postgres)
+    while not study.trials[0].intermediate_values:  # machine a's run of trial 0 is one epoch into training
+        assert first.poll() is None and time.monotonic() < deadline, "trial 0 never reported an evaluation"
+        time.sleep(1)
+    _kill_machine(a, first)
+    output = second.communicate(timeout=900)[0]
+    assert second.returncode == 0, output
+    trials = optuna.load_study(study_name="shared", storage=postgres).trials
+    assert [t.state for t in trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 3
+    assert "trial 3: retries trial 0, whose search stopped" in output and trials[3].params == trials[0].params
+    pushed = dvc("exp", "list", "--name-only", "origin", cwd=b).stdout.split()
+    assert sorted(pushed) == ["shared-0-s1", "shared-1-s1", "shared-2-s1"]  # each point once, under its first number
+    # A third machine takes the best trial, as docs/search.md says.
+    best = max(trials[1:], key=lambda t: (t.value, -t.number))
+    name = f"shared-{best.system_attrs.get('failed_trial', best.number)}-s1"
+    script = _doc_block("<!-- tested: the best trial on a third machine -->")
+    assert f"dvc exp pull origin {name}" in output  # the command the search prints is the page's
+    third = tmp_path / "ptft-best"
+    took = run(["bash", "-ec", script.replace("<git-url>", str(tmp_path / "shared.git")).replace("<best>", name)],
+               tmp_path, env={"PYTHONPATH": str(third / "src")})
+    assert "Running stage 'test'" in took.stdout and "Running stage 'finetune'" not in took.stdout
+    assert yaml.safe_load((third / "params.yaml").read_text())["finetune"]["lr"] == pytest.approx(
+        best.params["finetune.lr"])
+    scores = json.loads((third / "reports/evaluate/metrics.json").read_text())
+    assert scores["macro_f1"] == pytest.approx(best.value)
+    assert (third / "reports/test/metrics.json").is_file()

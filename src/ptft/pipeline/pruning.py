@@ -77,9 +77,9 @@ class TrialStore:
     """A study's trials by their numbers, through its storage's public methods (Optuna keeps a study's storage and a
     trial's id private)."""
 
-    def __init__(self, url: str, study: str):
-        self.storage = open_storage(url)
-        self.study_id = self.storage.get_study_id_from_name(study)
+    def __init__(self, storage: optuna.storages.RDBStorage, study: str):
+        self.storage = storage
+        self.study_id = storage.get_study_id_from_name(study)
 
     def trial_id(self, number: int) -> int:
         return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
@@ -87,8 +87,9 @@ class TrialStore:
     def get(self, number: int) -> optuna.trial.FrozenTrial:
         return self.storage.get_trial(self.trial_id(number))
 
-    def set_system_attr(self, number: int, key: str, value: Any) -> None:
-        self.storage.set_trial_system_attr(self.trial_id(number), key, value)
+    def beat(self, number: int) -> None:
+        """Record that the trial is still being run (RDBStorage's heartbeat, which a search checks for staleness)."""
+        self.storage.record_heartbeat(self.trial_id(number))
 
     def set_user_attr(self, number: int, key: str, value: Any) -> None:
         self.storage.set_trial_user_attr(self.trial_id(number), key, value)
@@ -115,7 +116,7 @@ class PruneTrial(TrainerCallback):
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.registration = registration
-        self.store = TrialStore(registration.storage, registration.study)
+        self.store = TrialStore(open_storage(registration.storage), registration.study)
         self.study = optuna.load_study(study_name=registration.study, storage=self.store.storage,
                                        pruner=make_pruner(registration.pruner))
 

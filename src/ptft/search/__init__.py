@@ -49,9 +49,9 @@ def search(file: str, trials: int | None = None, jobs: int | None = None, log: A
     from ptft.experiments import check_tracked
     from ptft.pipeline.pruning import TrialStore
     from ptft.search.report import apply_commands, best_trial, write_report
-    from ptft.search.runner import DvcExperiments
+    from ptft.search.runner import DvcExperiments, check_push
     from ptft.search.spec import SearchError, load_spec, with_values
-    from ptft.search.study import Search, open_study
+    from ptft.search.study import Search, open_study, search_storage
 
     root = Path.cwd()
     if not (root / "dvc.yaml").is_file() or not (root / PARAMS_FILE).is_file():
@@ -64,15 +64,17 @@ def search(file: str, trials: int | None = None, jobs: int | None = None, log: A
         raise SearchError("the work tree has uncommitted changes; commit them first: every trial is an experiment "
                           "of one commit, so that it can be reproduced")
     baseline = _git("rev-parse", "HEAD")
+    check_push(spec, root)
     url = storage_url(spec.storage, root)
-    study = open_study(spec, url, baseline)
+    storage = search_storage(url, spec.grace_period)
+    study = open_study(spec, storage, baseline)
     whole = {key for key in spec.space if type(require(params, key)) is int}
     seed = with_values(params, spec.set)["seed"]
     out = REPORTS / spec.study
     runner = DvcExperiments(root, spec, url, baseline)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        Search(spec, study, TrialStore(url, spec.study), runner, seed, whole, log).run(
+        Search(spec, study, TrialStore(storage, spec.study), runner, seed, whole, log).run(
             at_end=lambda: write_report(study, spec, out))
     finally:
         signal.signal(signal.SIGTERM, previous)

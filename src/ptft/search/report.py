@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ptft.pipeline.artifacts import write_json, write_text
 from ptft.search.spec import SearchSpec
-from ptft.search.study import experiment_name
+from ptft.search.study import experiment_name, origin
 
 
 def _value(value: Any) -> str:
@@ -30,7 +30,9 @@ def apply_commands(study: optuna.Study, spec: SearchSpec) -> list[str]:
     best = best_trial(study)
     if best is None:
         return []
-    return [f"dvc exp apply {experiment_name(spec.study, best.number, spec.seeds[0])}", "dvc repro test"]
+    name = experiment_name(spec.study, origin(best), spec.seeds[0])
+    pull = [f"dvc exp pull {spec.push} {name}"] if spec.push else []  # it may have run on another machine
+    return [*pull, f"dvc exp apply {name}", "dvc repro test"]
 
 
 def results_table(study: optuna.Study, spec: SearchSpec) -> str:
@@ -61,7 +63,8 @@ def results_table(study: optuna.Study, spec: SearchSpec) -> str:
         pruned = trial.user_attrs.get("pruned_at")
         # A pruned trial's value is its last reported score, not a mean over seeds: left out.
         mean = f"{trial.value:.4f}" if trial.state == TrialState.COMPLETE else ""
-        cells = [str(trial.number), trial.state.name.lower(),
+        state = trial.state.name.lower() + (f", retries {origin(trial)}" if origin(trial) != trial.number else "")
+        cells = [str(trial.number), state,
                  *(_value(trial.params[key]) if key in trial.params else "" for key in spec.space),
                  *(f"{scores[str(s)]:.4f}" if str(s) in scores else "" for s in spec.seeds),
                  mean,

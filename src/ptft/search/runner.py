@@ -4,6 +4,10 @@ Each run is `dvc exp run --queue evaluate --name <study>-<trial>-s<seed> -S key=
 runs what the params reach up to the validation scores, never the test stage. `dvc queue start -j <jobs>` starts
 the workers (each in a temporary copy of the repository), and the run's score is read back from the finished
 experiment's `reports/evaluate/metrics.json`. A run that finished before (a resumed trial) is reused, not rerun.
+
+With ``push: <git remote>`` (several machines on one study) each finished run is pushed there with `dvc exp push`
+(its outputs to DVC's default remote), and a run that another machine finished and pushed (a retried trial's) is
+pulled and reused.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ptft.search.study import Run
 METRICS = "reports/evaluate/metrics.json"  # the validation split's scores: what a trial is judged by
 POLL_SECONDS = 2.0
 DONE = ("Success", "Failed")
+PROGRESS = {"Failed": 0, "Queued": 1, "Running": 2, "Success": 3}  # how far along an experiment is
 
 
 def dvc(*args: str, root: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -38,6 +43,18 @@ def dvc(*args: str, root: Path, check: bool = True) -> subprocess.CompletedProce
 def override(key: str, value: Any) -> str:
     """``key=value`` for `dvc exp run -S`, the value in YAML as DVC reads it."""
     return f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+
+
+def check_push(spec: SearchSpec, root: Path) -> None:
+    """``push`` names a git remote, and DVC has a default remote for the runs' outputs (before any trial runs)."""
+    if not spec.push:
+        return
+    if subprocess.run(["git", "remote", "get-url", spec.push], cwd=root, capture_output=True).returncode:
+        raise SearchError(f"push: '{spec.push}' is not a git remote of this repository (`git remote -v` lists them); "
+                          f"add the one every machine shares: git remote add {spec.push} <url>")
+    if not dvc("config", "core.remote", root=root, check=False).stdout.strip():
+        raise SearchError(f"push: {spec.push} gets each run's experiment, and DVC's default remote its outputs, but "
+                          "there is no default DVC remote: dvc remote add -d <name> <url>, and commit .dvc/config")
 
 
 class DvcExperiments:
@@ -55,6 +72,9 @@ class DvcExperiments:
             self._wait(inherited, beat)
             statuses = self.statuses()
         scores = self.scores(names)
+        if self.spec.push and set(names) - set(scores):  # finished on another machine?
+            self._pull([name for name in names if name not in scores])
+            scores = self.scores(names)
         todo = [run for run in runs if run.name not in scores]  # a run that finished before is reused
         failed = [run.name for run in todo if statuses.get(run.name) == "Failed"]
         if failed:  # a killed run of a resumed trial: run it again under its name
@@ -73,7 +93,17 @@ class DvcExperiments:
             scores = self.scores(names)
         for run in todo:
             registration_path(self.root, run.name).unlink(missing_ok=True)
+        finished = [run.name for run in todo if run.name in scores]
+        if self.spec.push and finished:
+            dvc("exp", "push", self.spec.push, *finished, root=self.root)
         return {name: scores.get(name) for name in names}
+
+    def _pull(self, names: list[str]) -> None:
+        """Pull those of ``names`` that the push remote holds (experiments of the baseline)."""
+        listed = dvc("exp", "list", "--name-only", "--rev", self.baseline, self.spec.push, root=self.root).stdout
+        there = [name for name in names if name in listed.split()]
+        if there:
+            dvc("exp", "pull", self.spec.push, *there, root=self.root)
 
     def _check_unchanged(self) -> None:
         """`dvc exp run --queue` puts the work tree's changes into the experiment: a file edited during a search
@@ -101,20 +131,28 @@ class DvcExperiments:
             beat()
             time.sleep(POLL_SECONDS)
 
-    def statuses(self) -> dict[str, str]:
-        """The queue's experiments by name: Queued, Running, Success or Failed (the latest entry of a name)."""
-        from dvc.repo import Repo
+    def _rows(self) -> list[dict[str, Any]]:
+        """`dvc exp show`'s rows of the baseline's experiments (queued, running, failed and finished: a pulled
+        one has no state), each with its ``State``."""
+        import dvc.api
 
-        with Repo(str(self.root)) as repo:
-            entries = sorted(repo.experiments.celery_queue.status(), key=lambda e: e.get("timestamp") or 0)
-        return {entry["name"]: entry["status"] for entry in entries if entry.get("name")}
+        rows = dvc.api.exp_show(repo=str(self.root), revs=self.baseline)
+        return [{**row, "State": row.get("State") or "Success"} for row in rows if row.get("Experiment")]
+
+    def statuses(self) -> dict[str, str]:
+        """The experiments by name: Queued, Running, Success or Failed (a name queued again after it failed is
+        rerunning: the state furthest along wins)."""
+        found: dict[str, str] = {}
+        for row in self._rows():
+            name, state = row["Experiment"], row["State"]
+            if name not in found or PROGRESS.get(state, 0) > PROGRESS.get(found[name], 0):
+                found[name] = state
+        return found
 
     def scores(self, names: list[str]) -> dict[str, float]:
         """The validation scores of those of ``names`` that are finished experiments of the baseline."""
-        import dvc.api
-
-        rows = [row for row in dvc.api.exp_show(repo=str(self.root), revs=self.baseline)  # a failed one's files
-                if row.get("Experiment") in names and row.get("State") == "Success"]  # are its baseline's
+        rows = [row for row in self._rows()  # a failed or queued one's files are its baseline's
+                if row["Experiment"] in names and row["State"] == "Success"]
         column = column_name({key: None for row in rows for key in row}, METRICS, self.spec.objective)
         return {row["Experiment"]: float(row[column]) for row in rows if column and row.get(column) is not None}
 

@@ -80,6 +80,8 @@ class SearchSpec(_Strict):
     space: Annotated[dict[str, Distribution], Field(min_length=1)]
     first: list[dict[str, Any]] = []
     pruner: Pruner | None = Pruner()
+    push: str | None = None  # a git remote: each finished run is pushed there (`dvc exp push`), outputs included
+    grace_period: Annotated[int, Field(ge=4)] = 120  # seconds without a heartbeat before a trial's search is lost
 
     @field_validator("seeds")
     @classmethod

@@ -5,32 +5,66 @@ A trial is one point of the space, fine-tuned once per seed (``finetune.seed``).
 validation curve, and the pruner may stop it there; the other seeds run only for a trial that survived, and the
 trial's value is the mean of its runs' validation scores. Up to ``jobs`` trials run at once.
 
-Resuming: a trial keeps a heartbeat in the study while a search runs it. One whose search is gone (interrupted,
-which releases it at once, or killed, after :data:`STALE_SECONDS` without a heartbeat) is adopted by the next
-search on the study and carried on under its own number, reusing the runs that had finished; so no trial is
-counted twice, and a study stops at ``trials`` finished (complete or pruned) trials whoever ran them.
+Resuming: while a search runs a trial it records the trial's heartbeat in the study (Optuna's RDBStorage
+heartbeat). A trial whose search is gone, interrupted (which fails it at once) or killed with its machine (after
+``grace_period`` seconds without a heartbeat, as Optuna's :func:`~optuna.storages.fail_stale_trials` finds), is
+failed and queued again with the same point by Optuna's :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`;
+the next search on the study, on this machine or another, runs that retry first. Its runs keep the first trial's
+number in their names (:func:`origin`), so runs that had finished are reused; a study stops at ``trials`` finished
+(complete or pruned) trials whoever ran them, so no point is counted twice.
 
-Reproducible: the sampler is reseeded for each trial from the params' ``seed`` and the trial's number, so the same
-seed and the same results propose the same trials, in an uninterrupted study and in a resumed one alike.
+Reproducible: the sampler is reseeded for each trial from the params' ``seed`` and the trial's place among the
+proposed points (retries left out), so the same seed and the same results propose the same trials, in an
+uninterrupted study and in a resumed one alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from ptft.pipeline.pruning import TrialStore, make_pruner, open_storage
 from ptft.search.spec import SEED_KEY, Choices, SearchError, SearchSpec
 
-HEARTBEAT = "ptft:heartbeat"  # a trial's system attr: when its search last said it was still running it
-STALE_SECONDS = 120  # a running trial without a heartbeat for this long has lost its search
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Optuna marks its heartbeat and retry API experimental, and warns when the heartbeat is used outside
+    ``Study.optimize``: a search asks and tells around DVC experiments instead, and beats itself."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        yield
+
+
+def _retry() -> RetryHeartbeatStaleTrialCallback:
+    """Optuna's callback that queues a stopped trial's point again, as a new trial."""
+    with _quiet():
+        return RetryHeartbeatStaleTrialCallback()
+
+
+def search_storage(url: str, grace_period: int) -> RDBStorage:
+    """The study's database, with a heartbeat every quarter of ``grace_period`` and stopped trials retried."""
+    with _quiet():
+        return open_storage(url, heartbeat_interval=max(1, grace_period // 4), grace_period=grace_period,
+                            heartbeat_stale_trial_callback=_retry())
+
+
+def origin(trial: FrozenTrial) -> int:
+    """The number of the trial that ``trial`` retries (the first, if retried more than once), else its own."""
+    with _quiet():
+        retried = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    return trial.number if retried is None else retried
 
 
 @dataclass(frozen=True)
@@ -60,10 +94,10 @@ def experiment_name(study: str, number: int, seed: int) -> str:
     return f"{study}-{number}-s{seed}"
 
 
-def open_study(spec: SearchSpec, url: str, baseline: str) -> optuna.Study:
+def open_study(spec: SearchSpec, storage: RDBStorage, baseline: str) -> optuna.Study:
     """Create the study, or load it to resume: only with the same search and on the same commit."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=spec.study, storage=open_storage(url), direction="maximize",
+    study = optuna.create_study(study_name=spec.study, storage=storage, direction="maximize",
                                 pruner=make_pruner(spec.pruner and spec.pruner.model_dump()), load_if_exists=True)
     stored = study.user_attrs.get("search")
     if stored is None:
@@ -72,8 +106,9 @@ def open_study(spec: SearchSpec, url: str, baseline: str) -> optuna.Study:
         for point in spec.first:  # e.g. the defaults: run first, as trials 0, 1, ...
             study.enqueue_trial(point)
     elif stored != spec.identity():
-        raise SearchError(f"study '{spec.study}' in {url} was started with another search (its objective, seeds, set, "
-                          "space, first or pruner differ); resume it with the same file, or name a new study")
+        raise SearchError(f"study '{spec.study}' in {storage.url} was started with another search (its objective, "
+                          "seeds, set, space, first or pruner differ); resume it with the same file, or name a new "
+                          "study")
     elif study.user_attrs["baseline"] != baseline:
         raise SearchError(f"study '{spec.study}' ran its trials on commit {study.user_attrs['baseline'][:12]}, and "
                           f"this is {baseline[:12]}: check that commit out to resume it, or name a new study")
@@ -99,11 +134,6 @@ def suggest(trial: optuna.Trial, spec: SearchSpec, whole: set[str]) -> dict[str,
     return point
 
 
-def _stale(trial: FrozenTrial, now: float) -> bool:
-    beat = trial.system_attrs.get(HEARTBEAT, trial.datetime_start.timestamp() if trial.datetime_start else 0)
-    return beat < now - STALE_SECONDS
-
-
 class Search:
     """Run ``spec``'s study (its trials read and written through ``store``) with ``runner`` until it holds
     ``spec.trials`` finished trials."""
@@ -112,7 +142,8 @@ class Search:
                  whole: set[str], log: Callable[[str], None] = print):
         self.spec, self.study, self.store, self.runner = spec, study, store, runner
         self.seed, self.whole, self.log = seed, whole, log
-        self.active: list[FrozenTrial] = []  # the trials this search runs now (heartbeats, release on interrupt)
+        self.active: list[FrozenTrial] = []  # the trials this search runs now (heartbeats, stopped on interrupt)
+        self.beat_every = store.storage.get_heartbeat_interval() or 60
         self.last_beat = 0.0
 
     def run(self, at_end: Callable[[], None] = lambda: None) -> None:
@@ -131,38 +162,43 @@ class Search:
             at_end()
 
     def _round(self) -> bool:
-        """Start (or adopt) up to ``jobs`` trials and finish them; False once the study has enough."""
-        trials, now = self.study.get_trials(deepcopy=False), time.time()
+        """Start up to ``jobs`` trials (retries first) and finish them; False once the study has enough."""
+        with _quiet():
+            optuna.storages.fail_stale_trials(self.study)  # a lost search's trials: failed, and queued again
+        trials = self.study.get_trials(deepcopy=False)
         finished = sum(trial.state in FINISHED for trial in trials)
-        running = [trial for trial in trials if trial.state == TrialState.RUNNING]
-        orphans = [trial for trial in running if _stale(trial, now)]
-        room = min(self.spec.jobs, self.spec.trials - finished - (len(running) - len(orphans)))
+        running = sum(trial.state == TrialState.RUNNING for trial in trials)
         if finished >= self.spec.trials:
             return False
-        if room <= 0:  # the rest are running in other searches on this study: wait for them
-            time.sleep(STALE_SECONDS / 4)
+        room = min(self.spec.jobs, self.spec.trials - finished - running)
+        if room <= 0:  # the rest are running in other searches on this study: wait for them (or their heartbeat)
+            time.sleep(self.beat_every)
             return True
-        batch = orphans[:room]
-        for trial in batch:
-            self.log(f"trial {trial.number}: resumed (its search stopped)")
-        while len(batch) < room:
-            batch.append(self._ask(len(self.study.get_trials(deepcopy=False))))
-        self.active = batch
-        self._beat(force=True)
-        self._run_trials(batch)
+        self.active = []
+        for _ in range(room):
+            self.active.append(self._ask())
+        self._run_trials(self.active)
         self.active = []
         return True
 
-    def _ask(self, number: int) -> FrozenTrial:
-        self.study.sampler = sampler_for(self.spec, self.seed, number)
-        trial = self.study.ask()
-        self.store.set_system_attr(trial.number, HEARTBEAT, time.time())
+    def _ask(self) -> FrozenTrial:
+        """The next trial: a waiting one (a retry, or a ``first`` point) if any, else the sampler's, seeded by the
+        number of points proposed so far (retries repeat a point, so they are not counted)."""
+        trials = self.study.get_trials(deepcopy=False)
+        proposed = sum(origin(trial) == trial.number for trial in trials)
+        self.study.sampler = sampler_for(self.spec, self.seed, proposed)
+        with _quiet():
+            trial = self.study.ask()
+        self.store.beat(trial.number)
         suggest(trial, self.spec, self.whole)
-        return self.store.get(trial.number)  # its params, as stored
+        found = self.store.get(trial.number)  # its params, as stored
+        if origin(found) != found.number:
+            self.log(f"trial {found.number}: retries trial {origin(found)}, whose search stopped")
+        return found
 
     def _runs(self, trial: FrozenTrial, seeds: list[int], report: bool) -> list[Run]:
         point = {key: trial.params[key] for key in self.spec.space}
-        return [Run(trial.number, seed, experiment_name(self.spec.study, trial.number, seed),
+        return [Run(trial.number, seed, experiment_name(self.spec.study, origin(trial), seed),
                     {**self.spec.set, **point, SEED_KEY: seed}, report) for seed in seeds]
 
     def _run_trials(self, batch: list[FrozenTrial]) -> None:
@@ -202,19 +238,20 @@ class Search:
         self.study.tell(trial.number, state=TrialState.FAIL)
         self.log(f"trial {trial.number}: failed in {run.name}:\n{self.runner.failure(run)}")
 
-    def _beat(self, force: bool = False) -> None:
-        now = time.time()
-        if force or now - self.last_beat > STALE_SECONDS / 4:
+    def _beat(self) -> None:
+        if time.monotonic() - self.last_beat > self.beat_every:
             for trial in self.active:
-                self.store.set_system_attr(trial.number, HEARTBEAT, now)
-            self.last_beat = now
+                self.store.beat(trial.number)
+            self.last_beat = time.monotonic()
 
     def _release(self) -> None:
-        """An interrupted search: stop its runs and let the next search adopt its trials at once."""
+        """An interrupted search: stop its runs, fail its trials and queue their points again at once (a killed
+        search's trials wait for their heartbeat to go stale instead)."""
         unfinished = [t for t in self.active if self.store.get(t.number).state == TrialState.RUNNING]
         self.runner.stop([run for t in unfinished for run in self._runs(t, self.spec.seeds, False)])
         for trial in unfinished:
-            self.store.set_system_attr(trial.number, HEARTBEAT, -1.0)
+            self.study.tell(trial.number, state=TrialState.FAIL)
+            _retry()(self.study, self.store.get(trial.number))
 
 
 def _point(values: dict[str, Any], spec: SearchSpec) -> str:
