@@ -74,9 +74,10 @@ def test_md5_path_applies_the_repositorys_dvcignore(repo):
 def test_stages_are_read_as_dvc_resolves_them(repo):
     params = read_yaml("params.yaml")
     focus = params["compare"]["focus_budget"]
-    assert stage_outputs("compare_objective@clm") == [f"reports/compare/runs/objective-clm-{focus}.json"]
-    assert stage_outputs("prepare") == ["data/prepared", "reports/prepare/stats.json"]
-    assert stage_outputs("prepare_corpus") == ["data/corpus", "data/tokenizer", "reports/prepare_corpus/stats.json"]
+    assert stage_outputs("compare_objective@clm", params) == [f"reports/compare/runs/objective-clm-{focus}.json"]
+    assert stage_outputs("prepare", params) == ["data/prepared", "reports/prepare/stats.json"]
+    assert stage_outputs("prepare_corpus", params) == ["data/corpus", "data/tokenizer",
+                                                       "reports/prepare_corpus/stats.json"]
     (repo / "data/prepared").mkdir(parents=True)
     (repo / "data/prepared/validation.parquet").write_bytes(b"v")
     (repo / "models/finetuned").mkdir(parents=True)

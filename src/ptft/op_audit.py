@@ -105,7 +105,7 @@ PADDED_TEXTS = ["the market rose", "the team won again today and the team fell",
 def _bind(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> dict[str, Any]:
     """The op's arguments by schema name, defaults filled in."""
     bound: dict[str, Any] = {}
-    for index, argument in enumerate(func._schema.arguments):
+    for index, argument in enumerate(func._schema.arguments):  # noqa: SLF001 - an op's schema: torch has no public one
         if index < len(args) and not argument.kwarg_only:
             bound[argument.name] = args[index]
         elif argument.name in kwargs:
@@ -169,7 +169,8 @@ def _attributes(name: str, bound: dict[str, Any]) -> dict[str, str]:
 
 def op_key(func: torch._ops.OpOverload, args: tuple = (), kwargs: dict | None = None) -> str:
     """``namespace.op.overload`` plus the arguments that matter for determinism and backends, sorted by name."""
-    attributes = _attributes(func._schema.name.split("::")[-1], _bind(func, args, kwargs or {}))
+    name = func._schema.name  # noqa: SLF001 - an op's schema: torch has no public one
+    attributes = _attributes(name.split("::")[-1], _bind(func, args, kwargs or {}))
     return " ".join([str(func), *(f"{key}={value}" for key, value in attributes.items())])
 
 
@@ -382,7 +383,7 @@ def run_step(kind: Kind, precision: str, work: Path, device: str = "cpu") -> Ste
                 "use_cpu": device == "cpu"}
     build = _classifier_trainer if kind.task == "classifier" else _lm_trainer
     model, trainer = build(kind, runtime, schedule, work)
-    result.attn_implementation = model.config._attn_implementation
+    result.attn_implementation = model.config._attn_implementation  # noqa: SLF001 - what transformers chose
     recorder = OpRecorder()
     try:
         with recorder:

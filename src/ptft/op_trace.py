@@ -112,7 +112,8 @@ def _recorder_class():  # noqa: ANN202 - built on first use: torch must load aft
             result = func(*args, **kwargs)
             if func.namespace != "profiler":
                 shapes, dtype = _shapes(args, kwargs)
-                phase = "backward" if torch._C._current_autograd_node() is not None else "forward"
+                node = torch._C._current_autograd_node()  # noqa: SLF001 - autograd's, no public accessor
+                phase = "backward" if node is not None else "forward"
                 call = {"index": self.index, "step": self.step, "phase": phase, "op": str(func), "shapes": shapes,
                         "dtype": dtype, "threads": torch.get_num_threads(), "inputs": inputs, "output": digest(result)}
                 self.out.write(json.dumps(call) + "\n")

@@ -13,7 +13,6 @@ in flight finish, and the worker drains the queue before the process exits.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -29,6 +28,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from ptft import serve_api
+from ptft.pipeline.dvc_files import directory_md5
 from ptft.predict import Classifier, load_classifier, locate, records_for
 
 
@@ -187,14 +187,6 @@ def parse_request(body: bytes, limits: Limits) -> tuple[list[str], bool]:
         if len(text) > limits.max_text_chars:
             raise RequestError(413, f"{where} has {len(text)} characters; the limit is {limits.max_text_chars}")
     return texts, single
-
-
-def directory_md5(path: Path) -> str:
-    """DVC's hash of a directory, as dvc.lock records it (``<md5>.dir``: the md5 of the JSON list of its files'
-    md5s and paths), computed without DVC, which the serving install does not have: ``ptft lineage`` traces it."""
-    files = sorted((file.relative_to(path).as_posix(), file) for file in path.rglob("*") if file.is_file())
-    listing = [{"md5": hashlib.md5(file.read_bytes()).hexdigest(), "relpath": name} for name, file in files]
-    return hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
 
 
 def model_info(path: Path) -> dict[str, Any]:

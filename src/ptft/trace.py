@@ -11,14 +11,16 @@ from __future__ import annotations
 import functools
 import json
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ptft.pipeline.lineage import LINEAGE_FILE, dvc_repo, environment, fingerprint, flatten, md5_path, run_environment
-from ptft.pipeline.params import UserError
+from ptft.pipeline.dvc_files import md5_path, stages
+from ptft.pipeline.lineage import LINEAGE_FILE, environment, fingerprint, flatten, run_environment
+from ptft.pipeline.params import UserError, load_params
 
 LOCK_FILE = "dvc.lock"
 RUN_LOGS = Path("logs")
@@ -36,15 +38,24 @@ def _md5(path: str) -> str | None:
         return None
 
 
+@functools.cache
+def _cache_files() -> Path:
+    """Where the DVC cache keeps files by md5: ``files/md5`` of `dvc cache dir` (DVC documents the layout)."""
+    found = subprocess.run([sys.executable, "-m", "dvc", "cache", "dir"], capture_output=True, text=True)
+    return Path(found.stdout.strip() or ".dvc/cache") / "files" / "md5"
+
+
 def _from_cache(dir_md5: str) -> dict[str, Any] | None:
-    """An artifact's lineage.json read back from the DVC cache (wherever `dvc cache dir` put it), by its md5."""
-    cache = dvc_repo().cache.local
-    manifest = Path(cache.oid_to_path(dir_md5))
+    """An artifact's lineage.json read back from the DVC cache, by the md5 of its directory: the ``.dir`` manifest
+    (a JSON list of ``relpath`` and ``md5``) names the file's md5, and each is stored as ``<md5[:2]>/<md5[2:]>``."""
+    def cached(md5: str) -> Path:
+        return _cache_files() / md5[:2] / md5[2:]
+
+    manifest = cached(dir_md5)
     if not manifest.is_file():
         return None
     entry = next((e for e in json.loads(manifest.read_text()) if e["relpath"] == LINEAGE_FILE), None)
-    cached = entry and Path(cache.oid_to_path(entry["md5"]))
-    return json.loads(cached.read_text()) if cached and cached.is_file() else None
+    return json.loads(cached(entry["md5"]).read_text()) if entry and cached(entry["md5"]).is_file() else None
 
 
 def _read(out: str, dep: str, md5: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -61,8 +72,8 @@ def _read(out: str, dep: str, md5: str) -> tuple[dict[str, Any] | None, str | No
 
 
 def _producers() -> dict[str, str]:
-    """Every cached output of the pipeline and the stage (``compare_scratch@100`` for a cell) that writes it."""
-    return {out.def_path: stage.addressing for stage in dvc_repo().index.stages for out in stage.outs}
+    """Every output of the pipeline and the stage (``compare_scratch@100`` for a cell) that writes it."""
+    return {out: name for name, stage in stages(load_params()).items() for out in stage.outs}
 
 
 def _producer_of(path: str, producers: dict[str, str]) -> tuple[str, str] | None:

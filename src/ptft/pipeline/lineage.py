@@ -10,24 +10,19 @@ is found at query time instead (``ptft lineage``): the one whose dvc.lock record
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.metadata
 import json
 import platform
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import torch
 
+from ptft.pipeline.dvc_files import Stage, md5_path, stages
 from ptft.pipeline.params import require
 from ptft.pipeline.sources import CORPUS_FOLDER, RAW_DATA
-
-if TYPE_CHECKING:
-    from dvc.repo import Repo
-    from dvc.stage import Stage
 
 LINEAGE_FILE = "lineage.json"
 # The software that computes an artifact's bytes: its versions are part of the artifact's lineage.
@@ -39,51 +34,17 @@ TOOL_PACKAGES = ("dvc", "dvclive", "onnxruntime")
 CODE_FOLDERS = ("stages/", "src/")
 
 
-def dvc_repo(root: str | Path = ".") -> Repo:
-    """The DVC repository at ``root`` (default: the working directory, where stages and ``ptft`` run)."""
-    return _open_repo(str(Path(root).resolve()))
-
-
-@functools.cache  # one per repository and process: opening it reads dvc.yaml and its config
-def _open_repo(root: str) -> Repo:
-    from dvc.repo import Repo
-
-    return Repo(root)
-
-
-def md5_path(path: str | Path) -> str:
-    """DVC's own hash of a file, or of a directory (``.dir``), as dvc.lock records it.
-
-    Inside a DVC repository its ``.dvcignore`` applies (``__pycache__`` in a code folder changes no
-    hash) and its state database spares rehashing unchanged files.
-    """
-    from dvc.exceptions import NotDvcRepoError
-    from dvc.repo import Repo
-    from dvc_data.hashfile.build import build
-    from dvc_data.hashfile.db import HashFileDB
-    from dvc_objects.fs.local import LocalFileSystem
-
-    path = Path(path).absolute()
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    try:
-        repo = dvc_repo(Repo.find_root(str(path if path.is_dir() else path.parent)))
-        fs, odb, ignore = repo.fs, repo.cache.local, repo.dvcignore
-    except NotDvcRepoError:  # a raw data file outside any repository
-        fs = LocalFileSystem()
-        odb, ignore = HashFileDB(fs, tempfile.gettempdir()), None
-    _, _, obj = build(odb, str(path), fs, "md5", ignore=ignore, dry_run=True)
-    return obj.hash_info.value
-
-
-def dvc_stage(name: str) -> Stage:
-    """A stage of dvc.yaml as DVC resolves it (``${...}`` filled in); ``compare_scratch@100`` names a foreach cell."""
-    return dvc_repo().stage.collect(name)[0]
-
-
-def stage_outputs(stage: str) -> list[str]:
+def stage_outputs(stage: str, params: dict[str, Any]) -> list[str]:
     """Every path a stage writes: its outs, metrics and plots."""
-    return [out.def_path for out in dvc_stage(stage).outs]
+    return stage_spec(stage, params).outs
+
+
+def stage_spec(stage: str, params: dict[str, Any]) -> Stage:
+    """The stage (``compare_scratch@100`` for a foreach cell) as dvc.yaml declares it, ``${...}`` filled in."""
+    found = stages(params).get(stage)
+    if found is None:
+        raise KeyError(f"{stage} is not a stage of dvc.yaml")
+    return found
 
 
 def stage_inputs(stage: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -91,14 +52,10 @@ def stage_inputs(stage: str, params: dict[str, Any]) -> dict[str, Any]:
 
     A foreach cell also records its item: cells of one group may share every dep and param.
     """
-    from dvc.dependency.param import ParamsDependency
-
-    spec = dvc_stage(stage)
-    keys = [key for dep in spec.deps if isinstance(dep, ParamsDependency) for key in dep.params]
-    deps = [dep.def_path for dep in spec.deps if not isinstance(dep, ParamsDependency)]
+    spec = stage_spec(stage, params)
     inputs = {
-        "params": {key: require(params, key) for key in keys},
-        "deps": {dep: md5_path(dep) for dep in deps},
+        "params": {key: require(params, key) for key in spec.params},
+        "deps": {dep: md5_path(dep) for dep in spec.deps},
     }
     item = stage.partition("@")[2]
     return {**inputs, "item": item} if item else inputs

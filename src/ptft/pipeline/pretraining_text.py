@@ -95,7 +95,7 @@ def check_sources(value: str | list[str],
     Returns the sources, their identities for lineage (files with md5s, or the Hub id with the commit
     it resolves to) and the warnings: a local path DVC does not watch, a Hub corpus not pinned to a commit.
     """
-    from ptft.pipeline.lineage import md5_path
+    from ptft.pipeline.dvc_files import md5_path
 
     sources = resolve_sources(value)
     check_columns(sources, corpus["text_column"])

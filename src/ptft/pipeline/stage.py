@@ -164,7 +164,7 @@ def run_stage(name: str, seed: Callable[[dict[str, Any]], int] = lambda params: 
         setup_runtime(run.seed, run.threads, run.params["runtime"]["deterministic"])
         main = is_main_process()
         stage_dir = CHECKPOINTS / name
-        blocked = unwritable([*stage_outputs(name), stage_dir, LOGS / name]) if main else []
+        blocked = unwritable([*stage_outputs(name, params), stage_dir, LOGS / name]) if main else []
         if blocked:  # found now, not after the training that would have written them
             raise UserError(f"cannot write the stage's outputs: {', '.join(blocked)} is not writable by this "
                             "user; make it writable (chmod u+w), or work in a clone you own")

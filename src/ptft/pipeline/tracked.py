@@ -37,7 +37,7 @@ def _dvc_recorded(dvc_file: Path) -> str | None:
 
 def untracked_problem(key: str, path: Path, root: Path) -> str | None:
     """Why ``path`` (read through param ``key``) would be missing from a queued experiment, with the fix; or None."""
-    from ptft.pipeline.lineage import md5_path
+    from ptft.pipeline.dvc_files import md5_path
 
     index = _git_index(root)
     if index is None:
