@@ -257,6 +257,9 @@ def test_a_wrong_column_is_found_before_the_pass(tmp_path):
         check_sources(str(tmp_path / "a.parquet"), CORPUS)
     with pytest.raises(DataError, match=r"'text' is not in .*b.jsonl line 1 \(its fields are body\)"):
         check_sources(str(tmp_path / "b.jsonl"), CORPUS)
+    (tmp_path / "b.jsonl").write_text("\n" + json.dumps(["x"]) + "\n")
+    with pytest.raises(DataError, match=r"pretrain.corpus: .*b.jsonl line 2 is a JSON list, not an object"):
+        check_sources(str(tmp_path / "b.jsonl"), CORPUS)  # the reader labelled data uses too (data.json_records)
 
 
 def test_an_unreadable_shard_is_named(tmp_path, prepared):

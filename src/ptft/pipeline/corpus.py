@@ -10,7 +10,6 @@ Hub dataset is streamed.
 from __future__ import annotations
 
 import glob
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ptft.pipeline.data import DataError, decode_bytes, is_parquet, prepared_file
+from ptft.pipeline.data import DataError, decode_bytes, is_parquet, json_records, prepared_file
 from ptft.pipeline.hub import HubError, HubRef, resolve_revision
 from ptft.pipeline.sources import CORPUS_ENTRIES, CORPUS_FOLDER, HUB_SOURCE, is_under
 
@@ -179,19 +178,10 @@ def _txt_documents(f: Any, path: Path, mode: str, undecodable: list[str] | None)
 
 
 def _jsonl_documents(f: Any, path: Path, text_column: str) -> Iterator[str]:
-    for number, raw in enumerate(f, 1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise DataError(f"pretrain.corpus: {path} line {number} is not valid JSON ({err.msg}); fix or delete "
-                            "that line (a .json or .jsonl corpus file holds one JSON object per line)") from None
-        if not isinstance(record, dict) or text_column not in record:
-            found = f"its fields are {', '.join(record)}" if isinstance(record, dict) else \
-                f"it is a JSON {type(record).__name__}"
-            raise DataError(f"corpus.text_column '{text_column}' is not in {path} line {number} ({found}); "
-                            "set corpus.text_column in params.yaml, or fix the line")
+    for number, record in json_records(f, f"pretrain.corpus: {path}"):
+        if text_column not in record:
+            raise DataError(f"corpus.text_column '{text_column}' is not in {path} line {number} (its fields are "
+                            f"{', '.join(record)}); set corpus.text_column in params.yaml, or fix the line")
         text = record[text_column]
         yield "" if text is None else str(text)
 

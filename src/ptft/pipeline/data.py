@@ -8,7 +8,7 @@ import io
 import json
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -219,6 +219,23 @@ def _decodes(raw: bytes, encoding: str) -> bool:
         return False
 
 
+def json_records(lines: Iterable[str | bytes], where: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The JSON Lines records of ``lines`` with their line numbers (blank lines skipped); a line that is not a JSON
+    object is a DataError naming ``where`` (the param and file) and the line."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{where} line {number} is not valid JSON ({err.msg} at column {err.colno}); fix or "
+                            "delete that line (a .jsonl or .json file holds one JSON object per line)") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{where} line {number} is a JSON {type(record).__name__}, not an object with the "
+                            "text (and label) fields; fix or delete that line")
+        yield number, record
+
+
 def _raise_for_bad_json_line(path: Path, encoding: str) -> None:
     """Find the JSON Lines line that does not parse and name it; return if the file is one JSON document."""
     text = path.read_text(encoding=encoding)
@@ -227,17 +244,8 @@ def _raise_for_bad_json_line(path: Path, encoding: str) -> None:
         return  # a single JSON document: the builder's own message says what is wrong with it
     except json.JSONDecodeError:
         pass
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"data.source '{path}' line {number} is not valid JSON ({err.msg} at column "
-                            f"{err.colno}); fix or delete that line") from None
-        if not isinstance(record, dict):
-            raise DataError(f"data.source '{path}' line {number} is a JSON {type(record).__name__}, not an object "
-                            "with text and label fields; fix or delete that line")
+    for _ in json_records(text.splitlines(), f"data.source '{path}'"):
+        pass
 
 
 def _load_hub(source: str, report: LoadReport) -> dict[str, datasets.Dataset]:
