@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ptft.pipeline.params import require
+
 DVC_YAML = "dvc.yaml"
 DVCIGNORE = ".dvcignore"
 INTERPOLATION = re.compile(r"\$\{\s*([^}]+?)\s*\}")
@@ -32,15 +34,6 @@ class Stage:
     outs: list[str]
 
 
-def _lookup(expression: str, context: dict[str, Any]) -> Any:
-    value: Any = context
-    for part in expression.split("."):
-        if not isinstance(value, dict) or part not in value:
-            raise KeyError(f"{DVC_YAML}: ${{{expression}}} names no params key")
-        value = value[part]
-    return value
-
-
 def _fill(value: Any, context: dict[str, Any]) -> Any:
     """``${...}`` filled in as DVC does: a string that is one ``${key}`` takes the key's value, any other string
     the values' text."""
@@ -52,8 +45,8 @@ def _fill(value: Any, context: dict[str, Any]) -> Any:
         return value
     whole = INTERPOLATION.fullmatch(value)
     if whole:
-        return _lookup(whole.group(1), context)
-    return INTERPOLATION.sub(lambda match: str(_lookup(match.group(1), context)), value)
+        return require(context, whole.group(1))
+    return INTERPOLATION.sub(lambda match: str(require(context, match.group(1))), value)
 
 
 def _paths(entries: list[Any] | None) -> list[str]:
