@@ -102,13 +102,13 @@ def postgres() -> str:
         os.chown(home, pwd.getpwnam("postgres").pw_uid, -1)
         as_user = ["runuser", "-u", "postgres", "--"]
     subprocess.run([*as_user, bindir / "initdb", "-D", home / "db", "-U", "ptft", "--auth=trust"], check=True,
-                   capture_output=True)
+                   capture_output=True, cwd=home)  # a folder its user may enter
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen([*as_user, bindir / "postgres", "-D", home / "db", "-p", str(port), "-k", home,
                                "-c", "listen_addresses=127.0.0.1"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+                              stderr=subprocess.DEVNULL, cwd=home)
     url = f"postgresql+psycopg://ptft@127.0.0.1:{port}/postgres"
     deadline = time.monotonic() + 60
     while subprocess.run([bindir / "pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode:
@@ -140,7 +140,7 @@ def test_two_machines_share_a_study_in_postgresql_and_a_killed_ones_trial_is_ret
         smoke_run, tmp_path, postgres):
     # The shared places: a git repository, a DVC remote, a database. Two clones of one commit are the two machines.
     base = _committed(smoke_run, tmp_path / "base")
-    run(["git", "init", "--quiet", "--bare", str(tmp_path / "shared.git")], tmp_path)
+    run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(tmp_path / "shared.git")], tmp_path)
     run(["git", "remote", "set-url", "origin", str(tmp_path / "shared.git")], base)
     dvc("remote", "add", "--default", "shared", str(tmp_path / "dvc-remote"), cwd=base)
     spec = {"study": "shared", "storage": postgres, "push": "origin", "grace_period": 20, "trials": 3, "jobs": 1,
