@@ -37,6 +37,8 @@ from ptft.pipeline.pruning import TrialStore, make_pruner, open_storage
 from ptft.search.spec import SEED_KEY, Choices, SearchError, SearchSpec
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Optuna marks its heartbeat and retry API experimental, and warns when the heartbeat is used outside
