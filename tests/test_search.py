@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from ptft.pipeline.params import load_params
 from ptft.pipeline.pruning import TrialStore
-from ptft.search.report import results_table, write_report
+from ptft.search.report import apply_commands, results_table, write_report
 from ptft.search.spec import SearchError, SearchSpec, load_spec
 from ptft.search.study import Run, Search, open_study, search_storage
 
@@ -217,3 +217,30 @@ def test_the_runner_refuses_to_queue_from_a_changed_work_tree_or_another_commit(
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "two")
     with pytest.raises(SearchError, match="HEAD moved during the search"):
         runner._check_unchanged()
+
+
+def test_push_needs_a_git_remote_and_a_default_dvc_remote_before_any_trial(tmp_path):
+    import subprocess
+    import sys
+
+    from ptft.search.runner import check_push
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    check_push(_spec(), tmp_path)  # no push: nothing to check
+    with pytest.raises(SearchError, match=r"push: 'origin' is not a git remote .* git remote add origin <url>"):
+        check_push(_spec(push="origin"), tmp_path)
+    subprocess.run(["git", "remote", "add", "origin", str(tmp_path / "shared.git")], cwd=tmp_path, check=True)
+    with pytest.raises(SearchError, match=r"no default DVC remote: dvc remote add -d <name> <url>"):
+        check_push(_spec(push="origin"), tmp_path)
+    subprocess.run([sys.executable, "-m", "dvc", "remote", "add", "-d", "shared", str(tmp_path / "store")],
+                   cwd=tmp_path, check=True)
+    check_push(_spec(push="origin"), tmp_path)
+
+
+def test_with_push_the_best_trial_is_pulled_before_it_is_applied(tmp_path):
+    spec = _spec(push="origin")
+    study, _ = _search(tmp_path, spec, bad="")
+    best = max(study.get_trials(), key=lambda t: t.value)
+    name = f"s-{best.number}-s1"
+    assert apply_commands(study, spec) == [f"dvc exp pull origin {name}", f"dvc exp apply {name}", "dvc repro test"]
