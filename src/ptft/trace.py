@@ -38,7 +38,6 @@ def _md5(path: str) -> str | None:
         return None
 
 
-@functools.cache
 def _cache_files() -> Path:
     """Where the DVC cache keeps files by md5: ``files/md5`` of `dvc cache dir` (DVC documents the layout)."""
     found = subprocess.run([sys.executable, "-m", "dvc", "cache", "dir"], capture_output=True, text=True)
@@ -48,8 +47,10 @@ def _cache_files() -> Path:
 def _from_cache(dir_md5: str) -> dict[str, Any] | None:
     """An artifact's lineage.json read back from the DVC cache, by the md5 of its directory: the ``.dir`` manifest
     (a JSON list of ``relpath`` and ``md5``) names the file's md5, and each is stored as ``<md5[:2]>/<md5[2:]>``."""
+    files = _cache_files()
+
     def cached(md5: str) -> Path:
-        return _cache_files() / md5[:2] / md5[2:]
+        return files / md5[:2] / md5[2:]
 
     manifest = cached(dir_md5)
     if not manifest.is_file():
