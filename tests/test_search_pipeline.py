@@ -120,10 +120,10 @@ def postgres() -> str:
     shutil.rmtree(home, ignore_errors=True)
 
 
-def _doc_block(marker: str) -> str:
-    """docs/search.md's bash block after ``marker``: the test runs what the page says."""
+def _doc_block(marker: str, language: str = "bash") -> str:
+    """docs/search.md's code block after ``marker``: the test runs what the page says."""
     text = (ROOT / "docs/search.md").read_text()
-    return text[text.index(marker):].split("```bash\n", 1)[1].split("```", 1)[0]
+    return text[text.index(marker):].split(f"```{language}\n", 1)[1].split("```", 1)[0]
 
 
 def _kill_machine(clone: Path, search: subprocess.Popen) -> None:
@@ -143,9 +143,11 @@ def test_two_machines_share_a_study_in_postgresql_and_a_killed_ones_trial_is_ret
     run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(tmp_path / "shared.git")], tmp_path)
     run(["git", "remote", "set-url", "origin", str(tmp_path / "shared.git")], base)
     dvc("remote", "add", "--default", "shared", str(tmp_path / "dvc-remote"), cwd=base)
-    spec = {"study": "shared", "storage": postgres, "push": "origin", "grace_period": 20, "trials": 3, "jobs": 1,
-            "seeds": [1], "startup_trials": 2, "pruner": None, "set": TRAIN,
-            "space": {"finetune.lr": {"low": 1e-4, "high": 1e-2, "log": True}}}
+    shared = yaml.safe_load(_doc_block("<!-- tested: the keys of a shared search -->", "yaml"))  # the page's keys,
+    assert set(shared) == {"storage", "push", "grace_period"}  # with this server's URL and a short grace period
+    spec = {"study": "shared", "trials": 3, "jobs": 1, "seeds": [1], "startup_trials": 2, "pruner": None, "set": TRAIN,
+            "space": {"finetune.lr": {"low": 1e-4, "high": 1e-2, "log": True}}, **shared, "storage": postgres,
+            "grace_period": 20}
     (base / "configs/shared-search.yaml").write_text(yaml.safe_dump(spec))
     run(["git", "add", "configs/shared-search.yaml"], base)
     run(["git", "commit", "--quiet", "-am", "search on two machines"], base)
