@@ -65,16 +65,15 @@ class DvcExperiments:
 
     def run(self, runs: list[Run], beat: Callable[[], None]) -> dict[str, float | None]:
         names = [run.name for run in runs]
-        statuses = self.statuses()
+        statuses, scores = self.look(names)
         # Runs that an interrupted search left queued or running (a resumed trial): let them end first.
         inherited = [run.name for run in runs if statuses.get(run.name) in ("Queued", "Running")]
         if inherited:
             self._wait(inherited, beat)
-            statuses = self.statuses()
-        scores = self.scores(names)
+            statuses, scores = self.look(names)
         if self.spec.push and set(names) - set(scores):  # finished on another machine?
             self._pull([name for name in names if name not in scores])
-            scores = self.scores(names)
+            statuses, scores = self.look(names)
         todo = [run for run in runs if run.name not in scores]  # a run that finished before is reused
         failed = [run.name for run in todo if statuses.get(run.name) == "Failed"]
         if failed:  # a killed run of a resumed trial: run it again under its name
@@ -90,7 +89,7 @@ class DvcExperiments:
                 *(arg for key, value in run.values.items() for arg in ("-S", override(key, value))), root=self.root)
         if todo:
             self._wait([run.name for run in todo], beat)
-            scores = self.scores(names)
+            scores = self.look(names)[1]
         for run in todo:
             registration_path(self.root, run.name).unlink(missing_ok=True)
         finished = [run.name for run in todo if run.name in scores]
@@ -125,36 +124,30 @@ class DvcExperiments:
             if time.monotonic() - started > 30:  # (re)start workers: they leave after 10 s with an empty queue
                 dvc("queue", "start", "-j", str(self.spec.jobs), root=self.root)
                 started = time.monotonic()
-            statuses = self.statuses()
+            statuses = self.look([])[0]
             if all(statuses.get(name) in DONE for name in names):
                 return
             beat()
             time.sleep(POLL_SECONDS)
 
-    def _rows(self) -> list[dict[str, Any]]:
-        """`dvc exp show`'s rows of the baseline's experiments (queued, running, failed and finished: a pulled
-        one has no state), each with its ``State``."""
+    def look(self, names: list[str]) -> tuple[dict[str, str], dict[str, float]]:
+        """From one `dvc exp show` of the baseline: every experiment's state by name (Queued, Running, Success or
+        Failed; a pulled one has none, and is finished; a name queued again after it failed is rerunning: the state
+        furthest along wins), and the validation scores of those of ``names`` that finished."""
         import dvc.api
 
-        rows = dvc.api.exp_show(repo=str(self.root), revs=self.baseline)
-        return [{**row, "State": row.get("State") or "Success"} for row in rows if row.get("Experiment")]
-
-    def statuses(self) -> dict[str, str]:
-        """The experiments by name: Queued, Running, Success or Failed (a name queued again after it failed is
-        rerunning: the state furthest along wins)."""
-        found: dict[str, str] = {}
-        for row in self._rows():
+        rows = [{**row, "State": row.get("State") or "Success"}
+                for row in dvc.api.exp_show(repo=str(self.root), revs=self.baseline) if row.get("Experiment")]
+        statuses: dict[str, str] = {}
+        for row in rows:
             name, state = row["Experiment"], row["State"]
-            if name not in found or PROGRESS.get(state, 0) > PROGRESS.get(found[name], 0):
-                found[name] = state
-        return found
-
-    def scores(self, names: list[str]) -> dict[str, float]:
-        """The validation scores of those of ``names`` that are finished experiments of the baseline."""
-        rows = [row for row in self._rows()  # a failed or queued one's files are its baseline's
+            if name not in statuses or PROGRESS.get(state, 0) > PROGRESS.get(statuses[name], 0):
+                statuses[name] = state
+        done = [row for row in rows  # a failed or queued one's files are its baseline's
                 if row["Experiment"] in names and row["State"] == "Success"]
-        column = column_name({key: None for row in rows for key in row}, METRICS, self.spec.objective)
-        return {row["Experiment"]: float(row[column]) for row in rows if column and row.get(column) is not None}
+        column = column_name({key: None for row in done for key in row}, METRICS, self.spec.objective)
+        return statuses, {row["Experiment"]: float(row[column]) for row in done
+                          if column and row.get(column) is not None}
 
     def failure(self, run: Run) -> str:
         found = dvc("queue", "logs", run.name, root=self.root, check=False)
@@ -163,7 +156,7 @@ class DvcExperiments:
         return "\n".join(f"  {line}" for line in (errors or lines[-15:]))
 
     def stop(self, runs: list[Run]) -> None:
-        statuses = self.statuses()
+        statuses = self.look([])[0]
         queued = [run.name for run in runs if statuses.get(run.name) == "Queued"]
         running = [run.name for run in runs if statuses.get(run.name) == "Running"]
         if queued:
