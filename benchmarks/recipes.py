@@ -39,7 +39,7 @@ SHARED = ROOT.parent / "shared/data"
 RECIPES = ROOT / "benchmarks/recipes"
 SEEDS = [1, 2, 3]
 PRETRAIN_LOG = "logs/pretrain.jsonl"  # the pretrain stage's run log in a clone
-# A recipe's pre-training is capped at the default pipeline's own compute on BBC News (3,640 steps of 16 x 128 tokens,
+# A recipe's pre-training is capped at the default pipeline's own compute on BBC News (3,640 steps of 2,048 tokens,
 # 13 minutes on 2 cores): an epochs budget over a larger corpus (10 epochs of 20 Newsgroups: 58M tokens, hours) is
 # cut to this many tokens. A recipe that sets pretrain.tokens or max_steps itself is taken as it is.
 PRETRAIN_TOKENS_CAP = 7_454_720
