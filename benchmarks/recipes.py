@@ -165,16 +165,17 @@ def markdown(result: dict[str, Any]) -> str:
              "its own stratified subset of the labelled train split; pre-training on the whole train split's text. "
              f"An epochs budget over {PRETRAIN_TOKENS_CAP:,} tokens is capped there (the default pipeline's "
              "pre-training compute on BBC News). `python benchmarks/recipes.py`.\n",
-             "| dataset | labels | tfidf | " + " | ".join(recipes) + " | best recipe − tfidf |",
-             "| --- | --- | --- |" + " --- |" * (len(recipes) + 1)]
+             "| dataset | labels | tfidf | " + " | ".join(recipes) + " | new − tfidf | best recipe − tfidf |",
+             "| --- | --- | --- |" + " --- |" * (len(recipes) + 2)]
     for dataset, cells in result["cells"].items():
         for budget in (str(b) for b in DATASETS[dataset]["budgets"]):
             tfidf = next(iter(cells.values()))["accuracy"]["tfidf"][budget]
             scores = {r: cells[r]["accuracy"]["pretrained"][budget] for r in recipes if r in cells}
             best = max((s["mean"] for s in scores.values() if "mean" in s), default=None)
+            new = scores.get("new", {}).get("mean")
             lines.append(f"| {dataset} | {budget} | {_score(tfidf)} | "
                          + " | ".join(_score(scores[r]) if r in scores else "—" for r in recipes)
-                         + (f" | {(best - tfidf['mean']) * 100:+.1f} points |" if best is not None else " | — |"))
+                         + f" | {_points(new, tfidf)} | {_points(best, tfidf)} |")
     lines += ["\n## Pre-training per recipe\n", "| dataset | recipe | corpus tokens | steps | tokens trained | PFLOP | "
               "validation loss | minutes | commit |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for dataset, cells in result["cells"].items():
@@ -193,6 +194,10 @@ def _minutes(run: dict[str, Any]) -> str:
     """The pre-training's wall minutes, or where DVC reused another recipe's same pre-training."""
     ran = run["pretrain"].get("ran", run["seconds"]["pretrain"] > 60)  # runs measured before "ran" was recorded
     return f"{run['seconds']['pretrain'] / 60:.1f}" if ran else "reused"
+
+
+def _points(accuracy: float | None, tfidf: dict[str, Any]) -> str:
+    return "—" if accuracy is None else f"{(accuracy - tfidf['mean']) * 100:+.1f} points"
 
 
 def _score(summary: dict[str, Any]) -> str:
