@@ -19,7 +19,7 @@ results are committed. A stage of dvc.lock without a succeeded entry, or stages 
 it with one line. A stage rerun since (alone, or while other work shared the machine) replaces its entry, so
 after such reruns run `dvc repro -f` first: the committed results are those of one whole run.
 
-Usage:  python benchmarks/pipeline_time.py [--logs logs] [--out benchmarks/results]
+Usage:  python benchmarks/pipeline_time.py [--logs logs] [--out benchmarks/results] [--rerun STAGE,...]
 Writes pipeline_time.json and pipeline_time.md under --out.
 """
 
@@ -35,6 +35,7 @@ import yaml
 from ptft.estimate import estimate_pipeline
 from ptft.pipeline.cost import Sizes, Speed, finetune_run_flops, last_succeeded, model_config, model_flops
 from ptft.pipeline.flops import predicted_fraction
+from ptft.pipeline.lineage import fingerprint, lineage_inputs, stage_inputs
 from ptft.pipeline.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,11 +58,35 @@ def pipeline_time(stages: list[str], logs: Path) -> dict[str, Any]:
         result["stages"][stage] = {"wall_seconds": entry["wall_seconds"], "started": entry["started"]}
         if "speed" in entry:
             result["stages"][stage]["speed"] = entry["speed"]
-    main = sum(entries[stage]["wall_seconds"] for stage in stages if stage in MAIN)
-    comparison = sum(entries[stage]["wall_seconds"] for stage in stages if stage not in MAIN)
+    return with_totals(result)
+
+
+def with_totals(result: dict[str, Any]) -> dict[str, Any]:
+    """The result with its main, comparison and overall seconds and minutes (re)computed from its stages."""
+    main = sum(s["wall_seconds"] for name, s in result["stages"].items() if name in MAIN)
+    comparison = sum(s["wall_seconds"] for name, s in result["stages"].items() if name not in MAIN)
     result["totals"] = {"main": round(main, 2), "comparison": round(comparison, 2), "all": round(main + comparison, 2)}
     result["minutes"] = {key: round(seconds / 60) for key, seconds in result["totals"].items()}
     return result
+
+
+def partial_rerun(rerun: list[str], params: dict[str, Any], committed: Path, logs: Path) -> dict[str, Any]:
+    """The committed results with the ``rerun`` stages' times replaced by the runs that built their outputs in
+    dvc.lock (the run log entry whose params and data deps are the lock's); the rates stay those of the committed
+    full run, whose pretrain and finetune these stages did not rerun."""
+    result = json.loads(committed.read_text())
+    for stage in rerun:
+        key = fingerprint(lineage_inputs(stage_inputs(stage, params)))
+        entry = last_succeeded(logs / f"{stage}.jsonl", lambda e, key=key: e.get("lineage_inputs") == key)
+        if entry is None or stage in ("pretrain", "finetune"):
+            raise SystemExit(f"pipeline_time: {stage}: no run in {logs} built its locked outputs"
+                             if entry is None else f"pipeline_time: {stage} sets the rates; rerun the whole pipeline")
+        if entry["host"] != result["machine"]["host"]:
+            raise SystemExit(f"pipeline_time: {stage} reran on {entry['host']}, the committed run on "
+                             f"{result['machine']['host']}; rerun the whole pipeline on one machine")
+        result["stages"][stage] = {"wall_seconds": entry["wall_seconds"], "started": entry["started"]}
+    result["rerun"] = sorted(set(result.get("rerun", [])) | set(rerun))
+    return with_totals(result)
 
 
 def run_rates(params: dict[str, Any], sizes: Sizes, logs: Path) -> dict[str, float]:
@@ -91,7 +116,9 @@ def markdown(result: dict[str, Any]) -> str:
     lines = ["# `dvc repro` with the defaults: each stage's wall time", "",
              f"From the run logs (`logs/<stage>.jsonl`, the last succeeded run of each stage of `dvc.lock`) on "
              f"{machine['cpu']}, {machine['threads']} threads; a stage's own time, after Python start-up and "
-             "imports. Written by `python benchmarks/pipeline_time.py`.", "",
+             "imports. Written by `python benchmarks/pipeline_time.py`."
+             + (f" {len(result['rerun'])} stages are from a later `dvc repro` that reran only them (`--rerun`): "
+                + ", ".join(result["rerun"]) + "." if result.get("rerun") else ""), "",
              "The estimate is `ptft estimate`'s at the rates measured here (pre-training "
              f"{result['rates']['pretrain'] / 1e9:.1f} GFLOP/s, fine-tuning {result['rates']['finetune'] / 1e9:.1f} "
              "GFLOP/s), for the stages that train: pretrain and finetune are where those rates come from, so the "
@@ -110,16 +137,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--logs", type=Path, default=ROOT / "logs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
+    parser.add_argument("--rerun", default="", help="after `dvc repro` reran only these stages (comma-separated): "
+                        "take their times from the runs that built their locked outputs, keep the others' from --out")
     args = parser.parse_args()
     stages = list(yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"])
     stages = [s for s in MAIN if s in stages] + [s for s in stages if s not in MAIN]  # the pipeline's order first
-    result = pipeline_time(stages, args.logs)
     params, sizes = load_params(ROOT / "params.yaml"), Sizes(*(ROOT / d for d in ("data/prepared", "data/corpus",
                                                                                    "data/tokenizer")))
-    result["rates"] = run_rates(params, sizes, args.logs)
+    if args.rerun:
+        result = partial_rerun(args.rerun.split(","), params, args.out / "pipeline_time.json", args.logs)
+    else:
+        result = pipeline_time(stages, args.logs)
+        result["rates"] = run_rates(params, sizes, args.logs)
     speed = Speed(**result["rates"], source="benchmarks/results/pipeline_time.json")
     for estimate in (e for group in estimate_pipeline(params, sizes, speed).values() for e in group):
-        result["stages"][estimate.stage]["estimated_seconds"] = round(estimate.seconds, 1)
+        if estimate.stage in result["stages"]:  # a partial rerun keeps the committed run's stages only
+            result["stages"][estimate.stage]["estimated_seconds"] = round(estimate.seconds, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "pipeline_time.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "pipeline_time.md").write_text(markdown(result))
