@@ -31,7 +31,7 @@ import yaml
 from clones import repro, sh
 
 from ptft.pipeline.compare import summarize
-from ptft.pipeline.cost import last_succeeded
+from ptft.pipeline.cost import last_succeeded, model_config, pretrain_flops_per_token
 from ptft.pipeline.params import deep_merge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,24 +138,22 @@ def measure(clone: Path, dataset: str, recipe: str, base: dict[str, Any]) -> dic
     seconds["cells"] = repro(clone, [f"compare_{arm}@{b}" for arm in ("tfidf", "pretrained") for b in budgets])
     pretrain = json.loads((clone / "reports/pretrain/metrics.json").read_text())
     prepared = json.loads((clone / "reports/prepare/stats.json").read_text())
-    params = yaml.safe_load((clone / "params.yaml").read_text())["pretrain"]
-    tokens = pretrain["steps"] * params["batch_size"] * params["seq_len"]
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    tokens = pretrain["steps"] * params["pretrain"]["batch_size"] * params["pretrain"]["seq_len"]
     return {"commit": sh(["git", "rev-parse", "HEAD"], clone).strip(), "overlay": overlay(recipe),
             "data": {"splits": {name: split["documents"] for name, split in prepared["splits"].items()},
                      "corpus_documents": stats["documents"], "corpus_tokens": stats["tokens"]},
-            "pretrain": {"steps": pretrain["steps"], "tokens": tokens, "pflop": _pflop(clone, tokens),
+            "pretrain": {"steps": pretrain["steps"], "tokens": tokens, "pflop": _pflop(clone, params, tokens),
                          "eval_loss": round(pretrain["eval_loss"], 4), "capped": capped, "ran": ran},
             "seconds": seconds,
             "accuracy": {arm: {str(b): cell(clone, arm, b) for b in budgets} for arm in ("tfidf", "pretrained")}}
 
 
-def _pflop(clone: Path, tokens: int) -> float | None:
-    """The pre-training's compute in PFLOP: its tokens at the FLOPs per token its last run measured (None when no
-    run here logged its speed)."""
-    run = last_succeeded(clone / PRETRAIN_LOG, lambda entry: bool(entry.get("speed")))
-    speed = run["speed"] if run else None
-    return round(tokens * speed["train_flops_per_second"] / speed["train_tokens_per_second"] / 1e15, 3) \
-        if speed else None
+def _pflop(clone: Path, params: dict[str, Any], tokens: int) -> float:
+    """The pre-training's compute in PFLOP: its tokens at the training FLOPs per token of its model and objective
+    (what its run reports as its speed; also for a pre-training DVC restored from another recipe's run)."""
+    config = model_config("scratch", params["pretrain"]["objective"], params["model"], clone / "data/tokenizer")
+    return round(tokens * pretrain_flops_per_token(params["pretrain"], config) / 1e15, 3)
 
 
 def markdown(result: dict[str, Any]) -> str:
