@@ -17,7 +17,10 @@ Wall times are the stages' own (after Python start-up and imports); the seconds 
 start-up) are not in them. Run it after a full `dvc repro` on the machine that ran it; logs/ is git-ignored, the
 results are committed. A stage of dvc.lock without a succeeded entry, or stages run on different machines, fail
 it with one line. A stage rerun since (alone, or while other work shared the machine) replaces its entry, so
-after such reruns run `dvc repro -f` first: the committed results are those of one whole run.
+after such reruns run `dvc repro -f` first: the committed results are those of one whole run. When a param change
+made `dvc repro` rerun only some stages (not pretrain or finetune, whose runs set the rates), ``--rerun`` takes
+those stages' times from the runs that built their locked outputs and keeps the others' from the committed
+results; the Markdown names them.
 
 Usage:  python benchmarks/pipeline_time.py [--logs logs] [--out benchmarks/results] [--rerun STAGE,...]
 Writes pipeline_time.json and pipeline_time.md under --out.
