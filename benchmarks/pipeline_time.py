@@ -78,12 +78,13 @@ def partial_rerun(rerun: list[str], params: dict[str, Any], committed: Path, log
     dvc.lock (the run log entry whose params and data deps are the lock's); the rates stay those of the committed
     full run, whose pretrain and finetune these stages did not rerun."""
     result = json.loads(committed.read_text())
+    if rates := {"pretrain", "finetune"} & set(rerun):
+        raise SystemExit(f"pipeline_time: {', '.join(sorted(rates))} set the rates; rerun the whole pipeline")
     for stage in rerun:
         key = fingerprint(lineage_inputs(stage_inputs(stage, params)))
         entry = last_succeeded(logs / f"{stage}.jsonl", lambda e, key=key: e.get("lineage_inputs") == key)
-        if entry is None or stage in ("pretrain", "finetune"):
-            raise SystemExit(f"pipeline_time: {stage}: no run in {logs} built its locked outputs"
-                             if entry is None else f"pipeline_time: {stage} sets the rates; rerun the whole pipeline")
+        if entry is None:
+            raise SystemExit(f"pipeline_time: {stage}: no run in {logs} built its locked outputs")
         if entry["host"] != result["machine"]["host"]:
             raise SystemExit(f"pipeline_time: {stage} reran on {entry['host']}, the committed run on "
                              f"{result['machine']['host']}; rerun the whole pipeline on one machine")
