@@ -225,7 +225,9 @@ def test_machine_drift_says_when_this_machine_would_build_other_bytes():
 
     here = {"machine": kernel_facts(), "environment": run_environment(2)}
     other_kernels = {**here, "machine": {**here["machine"], "torch_cpu_capability": "SOMETHING_ELSE"}}
-    amd = {**here, "machine": {**here["machine"], "cpu": {**here["machine"]["cpu"], "vendor": "AuthenticAMD"}}}
+    # Built on the other vendor's CPU than this one (CI's machines have been Intel and AMD).
+    vendor = "GenuineIntel" if here["machine"]["cpu"]["vendor"] == "AuthenticAMD" else "AuthenticAMD"
+    other_vendor = {**here, "machine": {**here["machine"], "cpu": {**here["machine"]["cpu"], "vendor": vendor}}}
     gpu = {**here, "environment": {**here["environment"], "device": "cuda (NVIDIA H100)"}}
 
     def record(kernels: str) -> dict:
@@ -235,8 +237,8 @@ def test_machine_drift_says_when_this_machine_would_build_other_bytes():
     assert machine_drift(record("avx2"), None) == []  # no run log here: nothing known to compare
     assert "this machine picks" in machine_drift(record("native"), other_kernels)[0]
     assert machine_drift(record("avx2"), other_kernels) == []  # pinned: the machine's own choice does not matter
-    assert "AVX2 reproducibility mode for Intel CPUs only" in machine_drift(record("avx2"), amd)[0]
-    assert machine_drift(record("compatible"), amd) == []
+    assert "AVX2 reproducibility mode for Intel CPUs only" in machine_drift(record("avx2"), other_vendor)[0]
+    assert machine_drift(record("compatible"), other_vendor) == []
     assert "built on cuda (NVIDIA H100)" in machine_drift(record("avx2"), gpu)[0]
 
 

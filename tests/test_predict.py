@@ -62,7 +62,11 @@ def test_predict_reads_a_table_column_and_stdin(model_dir, tmp_path, capsys, mon
     assert main(["predict", "--model", str(model_dir), "--batch-size", "3"]) == 0
     from_stdin = _records(capsys.readouterr().out)
     assert [r["id"] for r in from_csv] == [0, 1, 2, 3] and [r["id"] for r in from_stdin] == [1, 2, 3, 4]
-    assert [{**r, "id": 0} for r in from_stdin] == [{**r, "id": 0} for r in from_csv] and len(from_csv) == 4
+    # The same predictions; batches of 3 pad to other lengths, which moves the last digits on a CPU whose matrix
+    # products depend on the shapes (oneMKL on AMD, docs/reproducibility.md).
+    assert [{**r, "id": 0} for r in from_stdin] == [{**r, "id": 0, "score": pytest.approx(r["score"], abs=1e-5),
+                                                     "probabilities": pytest.approx(r["probabilities"], abs=1e-5)}
+                                                    for r in from_csv] and len(from_csv) == 4
 
     assert main(["predict", str(tmp_path / "t.csv"), "--model", str(model_dir)]) == 2
     assert "has no column 'text'; its columns are ['id', 'body']" in capsys.readouterr().err
