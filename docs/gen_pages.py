@@ -76,6 +76,8 @@ SOURCES = {
     "cross_cpu": "benchmarks/results/cross_cpu.json",
     "pipeline_time": "benchmarks/results/pipeline_time.json",
     "recipes": "benchmarks/results/recipes.json",
+    "rebuild": "benchmarks/results/rebuild.json",
+    "electra_probe": "benchmarks/results/electra_probe.json",
 }
 # Markdown files a page may insert whole, and where figures may come from.
 INSERTABLE = ("reports/", "benchmarks/results/")

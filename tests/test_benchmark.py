@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
-from tests.conftest import run
+import yaml
+
+from tests.conftest import ROOT, run
 
 
 def test_benchmark_quick_run_writes_its_tables(smoke_run, tmp_path):
@@ -39,3 +41,39 @@ def test_serve_benchmark_quick_run_loads_every_runtime_batched_and_unbatched(smo
     assert set(result["int8_single_text_speedup"]) == {"in_process", "endpoint"}
     table = (tmp_path / "serve.md").read_text()
     assert "| int8 | batched | 4 |" in table and "| pytorch | " in table and "int8 ONNX against PyTorch" in table
+
+
+def test_rebuild_compares_the_stages_it_ran_with_the_committed_lock(tmp_path, monkeypatch):
+    """benchmarks/rebuild.py: each stage run here is identical or not to the committed lock, with the step at which a
+    differing curve parts and the metrics that moved; a stage not run here is left out."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import rebuild
+
+    def lock(md5: str) -> str:
+        outs = {"data": [{"path": "data/x", "md5": "1"}],
+                "train": [{"path": f"reports/train/{out}", "md5": md5} for out in ("metrics.json", "plots")],
+                "other": [{"path": "data/y", "md5": "2"}]}
+        return yaml.safe_dump({"schema": "2.0", "stages": {name: {"cmd": "python", "outs": out}
+                                                           for name, out in outs.items()}})
+
+    curve = tmp_path / "reports/train/plots/metrics/train/loss.tsv"
+    curve.parent.mkdir(parents=True)
+    curve.write_text("step\tloss\n1\t2.0\n2\t1.5\n3\t1.2\n")
+    (tmp_path / "reports/train/metrics.json").write_text(json.dumps({"loss": 1.2, "steps": 3}))
+    (tmp_path / "dvc.lock").write_text(lock("5"))
+    for command in (["git", "init", "-q"], ["git", "add", "."], ["git", "commit", "-qm", "committed run"]):
+        run(command, tmp_path)
+    (tmp_path / "dvc.lock").write_text(lock("6"))  # the rebuild: train wrote other bytes from its second step on
+    curve.write_text("step\tloss\n1\t2.0\n2\t1.25\n3\t1.1\n")
+    (tmp_path / "reports/train/metrics.json").write_text(json.dumps({"loss": 1.1, "steps": 3}))
+    (tmp_path / "logs").mkdir()
+    for stage, started in (("train", "2026-01-01T00:02"), ("data", "2026-01-01T00:01")):  # "other" did not run
+        (tmp_path / f"logs/{stage}.jsonl").write_text(json.dumps({"started": started}) + "\n")
+    rows = rebuild.compare(tmp_path)
+    assert [(stage, row["identical"]) for stage, row in rows.items()] == [("data", True), ("train", False)]  # as run
+    train = rows["train"]
+    assert train["differing"] == ["reports/train/metrics.json", "reports/train/plots"]
+    assert train["curves"] == {"reports/train/plots/metrics/train/loss.tsv":
+                                 {"step": 2, "committed": 1.5, "rebuilt": 1.25}}
+    assert train["metrics"] == {"loss": [1.2, 1.1]}  # the steps did not move
+    assert rebuild.machine_key({"model": "AMD EPYC", "vendor": "AuthenticAMD"}, "avx2") == "amd-epyc-avx2"
