@@ -8,7 +8,7 @@ records each step's parts: the generator's loss, the detection loss, and the pri
 of predicting the batch's share of replaced tokens at every position. A discriminator scores below the prior only
 by telling replaced tokens from their context, which is what fine-tuning would draw on.
 
-Usage: python benchmarks/electra_probe.py [--steps 1000] [--lr 3e-3 5e-4]
+Usage: python benchmarks/electra_probe.py [--steps 1500] [--lr 3e-3 5e-4]
 Writes benchmarks/results/electra_probe.json and electra_probe.md.
 """
 
@@ -80,25 +80,25 @@ def run(params: dict[str, Any], lr: float, steps: int) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, Any]) -> str:
+    first = next(iter(results["runs"].values()))["rows"]
     lines = ["# ELECTRA's discriminator at ptft's compute", "",
              f"The default model and pretrain params with `objective: electra`, {results['steps']} steps of batch "
-             f"{results['batch_size']} on BBC News' train split; each row the mean over the steps since the row "
-             "before. Detection below prior: the discriminator tells replaced tokens from their context. "
-             "Written by `python benchmarks/electra_probe.py`.", ""]
+             f"{results['batch_size']} on BBC News' train split. Each row is the mean of the {first[0]['step']} steps "
+             "up to it. Detection below prior: the discriminator tells replaced "
+             "tokens from their context. Written by `python benchmarks/electra_probe.py`.", ""]
     for entry in results["runs"].values():
-        rows = entry["rows"]
         lines += [f"## lr {entry['lr']:g}", "",
                   "| step | generator MLM loss | detection loss | prior loss | replaced share |",
                   "| --- | --- | --- | --- | --- |"]
         lines += [f"| {r['step']} | {r['generator']:.3f} | {r['detection']:.3f} | {r['prior']:.3f} | "
-                  f"{r['replaced_share']:.3f} |" for r in rows]
+                  f"{r['replaced_share']:.3f} |" for r in entry["rows"]]
         lines.append("")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--lr", type=float, nargs="+", default=[3e-3, 5e-4])
     args = parser.parse_args()
     params = load_params()
