@@ -8,8 +8,8 @@ records each step's parts: the generator's loss, the detection loss, and the pri
 of predicting the batch's share of replaced tokens at every position. A discriminator scores below the prior only
 by telling replaced tokens from their context, which is what fine-tuning would draw on.
 
-Usage: python benchmarks/electra_probe.py [--steps 1500] [--lr 3e-3 5e-4]
-Writes benchmarks/results/electra_probe.json and electra_probe.md.
+Usage: python benchmarks/electra_probe.py [--steps 1500] [--lr 3e-3 5e-4] [--out DIR]
+Writes electra_probe.json and electra_probe.md to DIR (default: benchmarks/results/).
 """
 
 from __future__ import annotations
@@ -100,12 +100,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--lr", type=float, nargs="+", default=[3e-3, 5e-4])
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     params = load_params()
     results = {"steps": args.steps, "batch_size": params["pretrain"]["batch_size"],
                "runs": {f"lr{lr:.0e}": run(params, lr, args.steps) for lr in args.lr}}
-    (RESULTS / "electra_probe.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "electra_probe.md").write_text(markdown(results))
+    (args.out / "electra_probe.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "electra_probe.md").write_text(markdown(results))
     print(markdown(results))
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT, run
@@ -41,6 +43,19 @@ def test_serve_benchmark_quick_run_loads_every_runtime_batched_and_unbatched(smo
     assert set(result["int8_single_text_speedup"]) == {"in_process", "endpoint"}
     table = (tmp_path / "serve.md").read_text()
     assert "| int8 | batched | 4 |" in table and "| pytorch | " in table and "int8 ONNX against PyTorch" in table
+
+
+def test_electra_probe_records_each_steps_detection_loss_beside_the_prior(smoke_run, tmp_path):
+    clone = smoke_run[0]
+    run([sys.executable, "benchmarks/electra_probe.py", "--steps", "4", "--lr", "3e-3", "--out", str(tmp_path)], clone)
+    result = json.loads((tmp_path / "electra_probe.json").read_text())
+    rows = result["runs"]["lr3e-03"]["rows"]
+    assert [row["step"] for row in rows] == [1, 2, 3, 4] and result["runs"]["lr3e-03"]["final"] == rows[-1]
+    for row in rows:  # the prior is the binary entropy of the replaced share (smoke masks 30%; nearly all replaced)
+        share = row["replaced_share"]
+        assert 0.2 < share < 0.4 and row["generator"] > 0 and row["detection"] > 0
+        assert row["prior"] == pytest.approx(-share * math.log(share) - (1 - share) * math.log(1 - share), abs=2e-3)
+    assert "| 4 |" in (tmp_path / "electra_probe.md").read_text()
 
 
 def test_rebuild_compares_the_stages_it_ran_with_the_committed_lock(tmp_path, monkeypatch):
