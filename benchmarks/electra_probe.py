@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, nargs="+", default=[3e-3, 5e-4])
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    missing = [path for path in ("data/corpus", "data/tokenizer", "data/prepared") if not Path(path).exists()]
+    if missing:
+        sys.exit(f"electra_probe: {', '.join(missing)} missing: run `dvc repro prepare_corpus` first")
     params = load_params()
     results = {"steps": args.steps, "batch_size": params["pretrain"]["batch_size"],
                "runs": {f"lr{lr:.0e}": run(params, lr, args.steps) for lr in args.lr}}

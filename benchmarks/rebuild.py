@@ -81,6 +81,15 @@ def compare(clone: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
+def earliest_parting(stages: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The first stage (in the order they ran) whose logged curve parts from the committed one, at its earliest step."""
+    for stage, row in stages.items():
+        if row["curves"]:
+            curve, parting = min(row["curves"].items(), key=lambda item: item[1]["step"])
+            return {"stage": stage, "curve": curve, **parting}
+    return None
+
+
 def machine_key(info: dict[str, Any], kernels: str) -> str:
     """A run's key, a name the docs' placeholders can hold: the CPU model and the kernels, e.g. amd-epyc-avx2."""
     return re.sub(r"[^a-z0-9]+", "-", f"{info['model']} {kernels}".lower()).strip("-")
@@ -114,13 +123,16 @@ def main() -> None:
     parser.add_argument("targets", nargs="*", default=["export"])
     parser.add_argument("--clone", type=Path, help="a clone of HEAD to rebuild in (kept)")
     args = parser.parse_args()
-    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    head = sh(["git", "rev-parse", "HEAD"], Path.cwd()).strip()
     clone = args.clone or Path(tempfile.mkdtemp(prefix="ptft-rebuild-")) / "ptft"
     if not clone.exists():
         sh(["git", "clone", "--quiet", str(Path.cwd()), str(clone)], Path.cwd())
     built = sh(["git", "rev-parse", "HEAD"], clone).strip()
-    if subprocess.run(["git", "diff", "--quiet", built, head, "--", *PIPELINE]).returncode:
-        sys.exit(f"{clone}'s commit {built[:7]} has another pipeline than HEAD ({head[:7]}): clone it again")
+    differs = subprocess.run(["git", "diff", "--quiet", built, head, "--", *PIPELINE], capture_output=True).returncode
+    if differs:  # 1: another pipeline; otherwise git does not know the clone's commit here
+        why = (f"has another pipeline than this checkout's HEAD ({head[:7]})" if differs == 1
+               else "is not in this checkout")
+        sys.exit(f"{clone}'s commit {built[:7]} {why}: clone this checkout again")
     print(f"rebuilding {' '.join(args.targets)} in {clone}", file=sys.stderr)
     repro(clone, args.targets)
     params = yaml.safe_load((clone / "params.yaml").read_text())
@@ -129,15 +141,10 @@ def main() -> None:
     results = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
     results["committed_on"] = json.loads((RESULTS / "pipeline_time.json").read_text())["machine"]["cpu"]
     stages = compare(clone)
-    parted = [(stage, curve, parting) for stage, row in stages.items() for curve, parting in row["curves"].items()]
-    parted = [min(parted, key=lambda part: (list(stages).index(part[0]), part[2]["step"]))] if parted else []
     results["runs"][machine_key(info, params["runtime"]["kernels"])] = {
         "commit": built, "targets": args.targets, "kernels": params["runtime"]["kernels"],
         "threads": params["runtime"]["threads"], "cpu": info, "stages": stages,
-        "identical": sum(row["identical"] for row in stages.values()),
-        # the first stage (in the order they ran) whose logged curve parts from the committed one, at its
-        # earliest step
-        "first_parting": {"stage": parted[0][0], "curve": parted[0][1], **parted[0][2]} if parted else None}
+        "identical": sum(row["identical"] for row in stages.values()), "first_parting": earliest_parting(stages)}
     path.write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "rebuild.md").write_text(markdown(results))
     print((RESULTS / "rebuild.md").read_text())
